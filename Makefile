@@ -1,0 +1,39 @@
+# ALBSNN Lab. Quick start: `make demo`, `make test`. Both create .venv and install the project.
+# CUDA users: install the torch build for your GPU into .venv first (or set PYTHON to an env that
+# has it); the install step keeps an existing torch and only adds the CPU wheel when none is present.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.installed-stamp
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[data,dev]'
+	# tonic's own dependency list pulls librosa/numba (~370 MB) that the readers never use.
+	$(PY) -m pip install -q --no-deps tonic==1.7.0
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/albsnn train --dataset digits --epochs 8 --time-steps 2 --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m ruff check albsnn tests benchmarks
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check albsnn tests benchmarks
+	$(PY) -m ruff format --check albsnn tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps spikingjelly==2.0.0 loguru
+	$(PY) benchmarks/train_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from albsnn.cli import main
+
+sys.exit(main())

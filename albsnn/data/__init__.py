@@ -1,0 +1,269 @@
+"""Datasets by name, as tensors ready to be batched on the training device.
+
+A loader is a plain function ``fn(root, *, time_steps, **options) -> DatasetSplits`` registered with
+:func:`register_dataset`; :func:`load_dataset` resolves the data root, checks and converts the
+options against the loader's signature, calls it, and applies the stratified ``limit_train`` /
+``limit_test`` subsets. A loader that takes ``limit_train``/``limit_test``/``seed`` itself gets them
+too, so it can skip work on samples that would be dropped (event datasets convert only those).
+Small datasets are held whole as tensors and sliced by index (see :mod:`albsnn.data.loader`): no
+per-sample Python work per batch.
+
+Data root: ``data_dir`` argument > ``$ALBSNN_DATA`` > ``~/.cache/albsnn``; one folder per dataset
+under it (``docs/data.md`` lists the layout).
+
+Example::
+
+    >>> from albsnn.data import load_dataset
+    >>> splits = load_dataset("digits", limit_train=100)
+    >>> splits.train_x.shape, splits.info.suggested_arch
+    (torch.Size([100, 1, 8, 8]), 'tiny')
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from albsnn.errors import ConfigError, DataError
+
+__all__ = [
+    "DatasetInfo",
+    "DatasetSplits",
+    "DatasetStatus",
+    "register_dataset",
+    "list_datasets",
+    "dataset_info",
+    "dataset_options",
+    "dataset_status",
+    "load_dataset",
+    "data_root",
+    "stratified_subset",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, before any file is read."""
+
+    name: str
+    input_shape: tuple[int, int, int]  # (C, H, W) of one frame / image
+    num_classes: int
+    class_names: tuple[str, ...]
+    suggested_arch: str
+    events: bool = False  # True: samples are [T, C, H, W] event frames, not static images
+    folder: str = ""  # sub-folder of the data root that holds the files
+    description: str = ""
+
+
+@dataclass
+class DatasetSplits:
+    """Train and test tensors plus the on-device transform that turns a stored batch into input.
+
+    ``train_x``/``test_x`` may be stored compactly (uint8 pixels, uint8/int16 event counts);
+    ``transform`` (``fn(x, train) -> float tensor``) runs per batch on the device: normalisation,
+    augmentation. Static: ``[B, C, H, W]``; events: ``[B, T, C, H, W]``. ``info`` reflects the
+    options used (e.g. the downsampled ``input_shape`` of DVS frames).
+    """
+
+    info: DatasetInfo
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    transform: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        return self.transform(x, train) if self.transform else x.float()
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """What ``albsnn datasets`` prints for one dataset."""
+
+    name: str
+    state: str  # "present" | "partial" | "missing" | "corrupt" | "embedded"
+    folder: Path | None
+    size_bytes: int = 0
+    files: int = 0
+    md5: str = "-"  # "ok" | "BAD <file>" | "not checked" | "n/a ..." | "-"
+    detail: str = ""
+
+
+Loader = Callable[..., DatasetSplits]
+StatusFn = Callable[[Path, bool], DatasetStatus]
+_REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
+_STATUS: dict[str, StatusFn] = {}
+_PASSED_THROUGH = ("limit_train", "limit_test", "seed")  # given to loaders that declare them
+
+
+def register_dataset(info: DatasetInfo, *, status: StatusFn | None = None) -> Callable[[Loader], Loader]:
+    """Register ``fn(root: Path, *, time_steps: int, **options) -> DatasetSplits`` under ``info.name``.
+
+    ``status(root, verify) -> DatasetStatus`` reports the files without loading them.
+    """
+
+    def wrap(fn: Loader) -> Loader:
+        if info.name in _REGISTRY:
+            raise ValueError(f"dataset {info.name!r} is already registered")
+        _REGISTRY[info.name] = (info, fn)
+        if status is not None:
+            _STATUS[info.name] = status
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name][0]
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """``data_dir`` > ``$ALBSNN_DATA`` > ``~/.cache/albsnn``; a path that is a file is an error."""
+    root = Path(data_dir or os.environ.get("ALBSNN_DATA") or Path.home() / ".cache" / "albsnn").expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data dir {root} is a file, not a folder; pass --data-dir FOLDER")
+    return root.resolve()
+
+
+def dataset_status(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = False) -> DatasetStatus:
+    """Where ``name``'s files are and whether they are complete (``verify``: and md5-exact)."""
+    info = dataset_info(name)
+    root = data_root(data_dir)
+    if name in _STATUS:
+        return _STATUS[name](root, verify)
+    return DatasetStatus(name, "embedded", None, detail=info.description)
+
+
+def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Indices of ``n`` samples with class proportions kept (deterministic for a seed)."""
+    from sklearn.model_selection import train_test_split
+
+    if n >= len(y):
+        return torch.arange(len(y))
+    idx = np.arange(len(y))
+    labels = y.numpy()
+    _, counts = np.unique(labels, return_counts=True)
+    stratify = labels if n >= len(counts) and counts.min() >= 2 else None
+    keep, _ = train_test_split(idx, train_size=n, random_state=seed, stratify=stratify)
+    return torch.from_numpy(np.sort(keep))
+
+
+def dataset_options(name: str) -> dict[str, tuple[object, object]]:
+    """``{option: (type, default)}`` that ``load_dataset(name, **options)`` accepts."""
+    dataset_info(name)
+    fn = _REGISTRY[name][1]
+    hints = typing.get_type_hints(fn)
+    return {
+        p.name: (hints.get(p.name, object), p.default)
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in ("time_steps", *_PASSED_THROUGH)
+    }
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    time_steps: int = 1,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    **options,
+) -> DatasetSplits:
+    """Load a registered dataset; ``limit_*`` keep a stratified subset of that many samples.
+
+    ``options`` are the loader's own (:func:`dataset_options` lists them); values given as text
+    (``"0.2"``, ``"true"``, ``"none"``) are converted to the declared type, so CLI pairs pass as is.
+    """
+    dataset_info(name)  # unknown name -> ConfigError before any file is touched
+    for key, value in (("limit_train", limit_train), ("limit_test", limit_test), ("time_steps", time_steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be >= 1, but got {key}={value}")
+    fn = _REGISTRY[name][1]
+    kwargs = _check_options(name, options)
+    params = inspect.signature(fn).parameters
+    passed = {"limit_train": limit_train, "limit_test": limit_test, "seed": seed}
+    kwargs.update({k: v for k, v in passed.items() if k in params})
+    splits = fn(data_root(data_dir), time_steps=time_steps, **kwargs)
+    if limit_train:
+        keep = stratified_subset(splits.train_y, limit_train, seed)
+        splits = replace(splits, train_x=splits.train_x[keep], train_y=splits.train_y[keep])
+    if limit_test:
+        keep = stratified_subset(splits.test_y, limit_test, seed)
+        splits = replace(splits, test_x=splits.test_x[keep], test_y=splits.test_y[keep])
+    return splits
+
+
+def _check_options(name: str, options: dict) -> dict:
+    known = dataset_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for dataset {name!r}; it accepts {sorted(known) or 'none'}")
+    return {key: _coerce(name, key, value, known[key][0]) for key, value in options.items()}
+
+
+def _coerce(dataset: str, key: str, value: object, hint: object) -> object:
+    """Convert ``value`` to ``hint`` (``int``, ``float``, ``bool``, ``Path``, ``str`` or ``X | None``)."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        if type(None) in kinds:
+            return None
+        raise ConfigError(f"{dataset}: option {key} cannot be empty; expected {_name(hint)}")
+    for kind in (k for k in kinds if k is not type(None)):
+        converted = _convert(value, kind)
+        if converted is not _FAIL:
+            return converted
+    raise ConfigError(f"{dataset}: option {key} expects {_name(hint)}, but got {key}={value!r}")
+
+
+_FAIL = object()
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _convert(value: object, kind: object) -> object:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        return True if text in _TRUE else False if text in _FALSE else _FAIL
+    if kind in (int, float):
+        if isinstance(value, bool):
+            return _FAIL
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            return _FAIL
+        # an int option given 2.5 must not silently become 2
+        return number if kind is float or float(value) == number else _FAIL
+    if kind is Path:
+        return Path(value).expanduser() if isinstance(value, (str, os.PathLike)) else _FAIL
+    if kind is str:
+        return value if isinstance(value, str) else _FAIL
+    return value
+
+
+def _name(hint: object) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their loaders; deferred so `import albsnn` stays light.
+    from albsnn.data import cifar, digits, events, fashion_mnist  # noqa: F401
