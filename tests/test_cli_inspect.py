@@ -74,7 +74,7 @@ def test_json_carries_estimates_and_null_where_none(model_file: Path, capsys) ->
     assert (estimates["conv2"], estimates["classifier"], estimates["conv1"]) == (0.0625, 0.5, None)
 
 
-# Rule: a bad file is one "error:" line naming the file, then usage, and exit code 2.
+# Rule: a bad file is one "albsnn inspect: error:" line naming the file, and exit code 2.
 @pytest.mark.parametrize(
     ("content", "says"),
     [
@@ -91,7 +91,7 @@ def test_bad_file_exits_2_with_one_error_line(
         path.write_bytes(content)
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    errors = [line for line in err.splitlines() if line.startswith("albsnn inspect: error:")]
     assert len(errors) == 1
     assert says in errors[0]
     assert str(path) in errors[0]

@@ -2,17 +2,18 @@
 
 A command subclasses :class:`Command` (``add_arguments`` + ``take_action`` returning an exit code)
 and takes its help from its docstring. A user error (:class:`~albsnn.errors.AlbsnnError`) prints
-one line plus that command's usage and exits 2; ``--debug`` shows the traceback instead.
+one line naming the problem plus a pointer to that command's help and exits 2; ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import sys
 import traceback
 from collections.abc import Sequence
+from inspect import cleandoc
 
 from albsnn.errors import AlbsnnError
 
@@ -43,9 +44,8 @@ def _load(spec: str) -> type[Command]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own errors: usage + one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+    def error(self, message: str):  # argparse's own errors: the message first, then where to look
+        print(f"{self.prog}: error: {message}\n(see: {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -60,7 +60,7 @@ def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[st
             sub.add_parser(name, help="")
             continue
         cls = _load(spec)
-        doc = inspect.cleandoc(cls.__doc__ or "")
+        doc = cleandoc(cls.__doc__ or "")
         p = sub.add_parser(
             name,
             help=doc.splitlines()[0] if doc else "",
@@ -85,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlbsnnError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        subparsers[args.command].print_usage(sys.stderr)
+        print(f"albsnn {args.command}: error: {e}\n(see: albsnn {args.command} --help)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -42,7 +42,9 @@ __all__ = [
     "list_datasets",
     "dataset_info",
     "dataset_options",
+    "check_options",
     "dataset_status",
+    "download_dataset",
     "load_dataset",
     "data_root",
     "stratified_subset",
@@ -100,15 +102,20 @@ class DatasetStatus:
 
 Loader = Callable[..., DatasetSplits]
 StatusFn = Callable[[Path, bool], DatasetStatus]
+FetchFn = Callable[[Path], None]
 _REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
 _STATUS: dict[str, StatusFn] = {}
+_FETCH: dict[str, FetchFn] = {}
 _PASSED_THROUGH = ("limit_train", "limit_test", "seed")  # given to loaders that declare them
 
 
-def register_dataset(info: DatasetInfo, *, status: StatusFn | None = None) -> Callable[[Loader], Loader]:
+def register_dataset(
+    info: DatasetInfo, *, status: StatusFn | None = None, fetch: FetchFn | None = None
+) -> Callable[[Loader], Loader]:
     """Register ``fn(root: Path, *, time_steps: int, **options) -> DatasetSplits`` under ``info.name``.
 
-    ``status(root, verify) -> DatasetStatus`` reports the files without loading them.
+    ``status(root, verify) -> DatasetStatus`` reports the files without loading them;
+    ``fetch(root)`` downloads the missing canonical files (md5-checked, atomically).
     """
 
     def wrap(fn: Loader) -> Loader:
@@ -117,6 +124,8 @@ def register_dataset(info: DatasetInfo, *, status: StatusFn | None = None) -> Ca
         _REGISTRY[info.name] = (info, fn)
         if status is not None:
             _STATUS[info.name] = status
+        if fetch is not None:
+            _FETCH[info.name] = fetch
         return fn
 
     return wrap
@@ -142,13 +151,25 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return root.resolve()
 
 
-def dataset_status(name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = False) -> DatasetStatus:
+def dataset_status(
+    name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = False
+) -> DatasetStatus:
     """Where ``name``'s files are and whether they are complete (``verify``: and md5-exact)."""
     info = dataset_info(name)
     root = data_root(data_dir)
     if name in _STATUS:
         return _STATUS[name](root, verify)
     return DatasetStatus(name, "embedded", None, detail=info.description)
+
+
+def download_dataset(name: str, data_dir: str | os.PathLike | None = None) -> DatasetStatus:
+    """Fetch ``name``'s missing canonical files into the data root (needs the network)."""
+    dataset_info(name)
+    if name not in _FETCH:
+        raise ConfigError(f"dataset {name!r} has nothing to download (it ships with the package)")
+    root = data_root(data_dir)
+    _FETCH[name](root)
+    return dataset_status(name, root)
 
 
 def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -197,7 +218,7 @@ def load_dataset(
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be >= 1, but got {key}={value}")
     fn = _REGISTRY[name][1]
-    kwargs = _check_options(name, options)
+    kwargs = check_options(name, options)
     params = inspect.signature(fn).parameters
     passed = {"limit_train": limit_train, "limit_test": limit_test, "seed": seed}
     kwargs.update({k: v for k, v in passed.items() if k in params})
@@ -211,17 +232,28 @@ def load_dataset(
     return splits
 
 
-def _check_options(name: str, options: dict) -> dict:
+def check_options(name: str, options: dict) -> dict:
+    """``options`` converted to the types ``name``'s loader declares; unknown keys -> ConfigError.
+
+    Text (``"0.2"``, ``"true"``, ``"none"``) is converted, so ``--data-option KEY=VALUE`` pairs pass as
+    they are; call it early to reject a typo before any file is read.
+    """
     known = dataset_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for dataset {name!r}; it accepts {sorted(known) or 'none'}")
+        raise ConfigError(
+            f"unknown option(s) {unknown} for dataset {name!r}; it accepts {sorted(known) or 'none'}"
+        )
     return {key: _coerce(name, key, value, known[key][0]) for key, value in options.items()}
 
 
 def _coerce(dataset: str, key: str, value: object, hint: object) -> object:
     """Convert ``value`` to ``hint`` (``int``, ``float``, ``bool``, ``Path``, ``str`` or ``X | None``)."""
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    kinds = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
         if type(None) in kinds:
             return None

@@ -1,0 +1,60 @@
+"""Session-wide test setup: no test may reach the network, and the real data is found in one place."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+# /work/main/tests/conftest.py -> /work/shared/data: the checkout's sibling folder "shared".
+SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "", None)
+
+
+class NetworkBlocked(OSError):
+    """Raised instead of opening a connection; an OSError so code treats it as "offline"."""
+
+
+def _is_local(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) else None
+    return host in _LOCAL_HOSTS or (isinstance(host, str) and host.startswith("127."))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_network():
+    """Refuse every connection and name lookup except loopback and Unix sockets, for the whole session."""
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo,
+    )  # fmt: skip
+
+    def guard(sock: socket.socket, address: object) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address):
+            raise NetworkBlocked(f"tests may not touch the network (tried to connect to {address!r})")
+
+    def connect(sock, address):
+        guard(sock, address)
+        return real_connect(sock, address)
+
+    def connect_ex(sock, address):
+        guard(sock, address)
+        return real_connect_ex(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_local((host,)):
+            raise NetworkBlocked(f"tests may not touch the network (tried to resolve {host!r})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket.socket, "connect_ex", connect_ex)
+        mp.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data root (Fashion-MNIST, 1,000 N-MNIST training samples); skips when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (the checkout's sibling shared/data)")
+    return SHARED_DATA
