@@ -113,10 +113,13 @@ class BinaryLayer(nn.Module):
         self.alpha = nn.Parameter(torch.ones(shape), requires_grad=False)
         self.register_buffer("binary", torch.tensor(False))
         self.register_buffer("alpha_learned", torch.tensor(False))
+        # A Python mirror of the buffer: reading a CUDA buffer in every forward would sync the device.
+        self._is_binary = False
+        self.register_load_state_dict_post_hook(_sync_binary_flag)
 
     @property
     def is_binary(self) -> bool:
-        return bool(self.binary)
+        return self._is_binary
 
     @property
     def precision(self) -> int:
@@ -124,6 +127,7 @@ class BinaryLayer(nn.Module):
 
     def set_binary(self, flag: bool) -> None:
         self.binary.fill_(bool(flag))
+        self._is_binary = bool(flag)
 
     def current_alpha(self) -> torch.Tensor:
         if bool(self.alpha_learned):
@@ -143,6 +147,10 @@ class BinaryLayer(nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         return self.binarized_weight() if self.is_binary else self.weight
+
+
+def _sync_binary_flag(module: BinaryLayer, incompatible_keys) -> None:
+    module._is_binary = bool(module.binary)
 
 
 class BinaryConv2d(nn.Conv2d, BinaryLayer):
