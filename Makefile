@@ -15,13 +15,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[data,dev]'
+	$(PY) -m pip install -q -e '.[data,sweep,report,dev]'
 	# tonic's own dependency list pulls librosa/numba (~370 MB) that the readers never use.
 	$(PY) -m pip install -q --no-deps tonic==1.7.0
 	touch $@
 
+# A real sweep on the embedded digits data (offline, CPU): Ray Tune + Optuna + MLflow, then the report.
 demo: $(STAMP)
-	$(VENV)/bin/albsnn train --dataset digits --epochs 8 --time-steps 2 --out runs/demo
+	$(VENV)/bin/albsnn sweep pipelines/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m ruff check albsnn tests benchmarks

@@ -144,3 +144,23 @@ def test_bad_train_arguments_give_one_line_and_exit_2(args, message, capsys, tmp
 def test_unknown_config_key_is_named():
     with pytest.raises(ConfigError, match="tau"):
         TrainConfig.from_dict({"tau": 2.0})
+
+
+@pytest.mark.slow
+def test_fashion_mnist_subset_from_the_canonical_files_reaches_80_percent(tmp_path, shared_data):
+    # Real Fashion-MNIST read straight from the four IDX .gz files: 5k train / 1k test, small width.
+    result = fit(
+        TrainConfig(
+            dataset="fashion-mnist",
+            data_dir=str(shared_data),
+            limit_train=5000,
+            limit_test=1000,
+            width=0.5,
+            epochs=4,
+            time_steps=1,
+            lr=5e-3,
+            out=str(tmp_path / "fm"),
+        )
+    )
+    assert result["test_accuracy"] >= 0.80
+    assert result["arch"] == "fmnist"

@@ -35,6 +35,9 @@ COMMANDS: dict[str, str] = {
     "train": "albsnn.cli.train:Train",
     "inspect": "albsnn.cli.inspect:Inspect",
     "datasets": "albsnn.cli.datasets:Datasets",
+    "report": "albsnn.cli.report:Report",
+    "sweep": "albsnn.cli.sweep:Sweep",
+    "ui": "albsnn.cli.ui:Ui",
 }
 
 

@@ -1,0 +1,57 @@
+"""``albsnn sweep``: run a pipeline's sweep on Ray Tune, tracked in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from albsnn.cli import Command
+
+
+class Sweep(Command):
+    """Run the sweep a pipeline YAML describes (Ray Tune + Optuna, tracked in MLflow).
+
+    Prints each trial's start, prune, finish or failure while it runs, and at the end the MLflow
+    experiment, the parent run id, the numbers of finished / pruned / failed trials and the report.
+
+    Example:
+        albsnn sweep pipelines/demo.yaml
+        albsnn sweep pipelines/demo.yaml --resume                # continue an interrupted sweep
+        albsnn sweep pipelines/fmnist-pareto.yaml --address auto --tracking-uri http://mlflow:5000
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("pipeline", help="pipeline YAML file (see pipelines/ and docs/sweeps.md)")
+        parser.add_argument(
+            "--name", help="MLflow experiment name (default: the pipeline's mlflow.experiment)"
+        )
+        parser.add_argument(
+            "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<working folder>/mlflow.db)"
+        )
+        parser.add_argument(
+            "--address",
+            help="join a Ray cluster: auto or ray://HOST:PORT (default: start Ray on this machine)",
+        )
+        parser.add_argument(
+            "--resume", action="store_true", help="continue the newest sweep of this pipeline"
+        )
+        parser.add_argument("--num-samples", type=int, help="number of trials (overrides the pipeline)")
+        parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from albsnn.sweep.runner import run_sweep
+
+        command = " ".join(shlex.quote(a) for a in ["albsnn", *sys.argv[1:]])
+        result = run_sweep(
+            args.pipeline,
+            tracking_uri=args.tracking_uri,
+            address=args.address,
+            resume=args.resume,
+            num_samples=args.num_samples,
+            experiment=args.name,
+            command=command,
+            progress=not args.quiet,
+        )
+        print(result.summary(), flush=True)
+        return 130 if result.interrupted else 0

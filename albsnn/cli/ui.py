@@ -1,0 +1,131 @@
+"""``albsnn ui``: the MLflow UI (or optuna-dashboard) for this folder's sweeps, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from albsnn.cli import Command
+from albsnn.errors import ConfigError
+
+HOST = "127.0.0.1"
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _newest_journal(root: Path) -> Path:
+    journals = sorted(root.glob("*/*/optuna.journal"), key=lambda p: p.stat().st_mtime)
+    if not journals:
+        raise ConfigError(
+            f"no Optuna journal under {root}; run `albsnn sweep` first or pass --dashboard FILE"
+        )
+    return journals[-1]
+
+
+def ui_command(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The server command line and the URL it will serve (checked, not started)."""
+    from albsnn.tracking import default_tracking_uri
+
+    if args.dashboard is not None:
+        journal = Path(args.dashboard) if args.dashboard else _newest_journal(Path(args.sweeps).resolve())
+        if not journal.is_file():
+            raise ConfigError(f"--dashboard: {journal} is not an Optuna journal file")
+        exe = Path(sys.executable).with_name("optuna-dashboard")
+        exe = str(exe) if exe.exists() else shutil.which("optuna-dashboard")
+        if not exe:
+            raise ConfigError("optuna-dashboard is not installed: pip install optuna-dashboard")
+        port = args.port or 8080
+        argv = [exe, str(journal.resolve()), "--storage-class", "JournalFileStorage", "--host", HOST]
+        return [*argv, "--port", str(port)], f"http://{HOST}:{port}"
+    uri = args.tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise ConfigError(
+            f"no MLflow database at {uri[len('sqlite:///') :]}; "
+            "run `albsnn sweep` first or pass --tracking-uri"
+        )
+    port = args.port or 5000
+    argv = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+    return argv, f"http://{HOST}:{port}"
+
+
+class Ui(Command):
+    """Start the MLflow UI for this folder's sweeps on 127.0.0.1 and print its URL.
+
+    With --dashboard, start optuna-dashboard on a sweep's Optuna journal instead (the newest under
+    runs/sweeps by default). Ctrl-C stops the server.
+
+    Example:
+        albsnn ui                                  # http://127.0.0.1:5000, ./mlflow.db
+        albsnn ui --dashboard                      # http://127.0.0.1:8080, newest sweep's study
+        albsnn ui --tracking-uri sqlite:////data/sweeps/mlflow.db --port 5050
+    """
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--tracking-uri", help="MLflow store (default: sqlite:///<working folder>/mlflow.db)"
+        )
+        parser.add_argument("--port", type=int, help="port (default: 5000; 8080 with --dashboard)")
+        parser.add_argument(
+            "--dashboard",
+            nargs="?",
+            const="",
+            metavar="JOURNAL",
+            help="optuna-dashboard on JOURNAL (default: the newest runs/sweeps/*/*/optuna.journal)",
+        )
+        parser.add_argument("--sweeps", default="runs/sweeps", help="where --dashboard looks for sweeps")
+        parser.add_argument(
+            "--print-only", action="store_true", help="print the URL and command, start nothing"
+        )
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        argv, url = ui_command(args)
+        if (
+            args.tracking_uri
+            and args.tracking_uri.startswith(("http://", "https://"))
+            and args.dashboard is None
+        ):
+            print(f"MLflow UI: {args.tracking_uri} (served by that tracking server)")
+            return 0
+        port = int(argv[-1])
+        if args.print_only:
+            print(url)
+            print(" ".join(argv))
+            return 0
+        if not _free(port):
+            raise ConfigError(f"port {port} on {HOST} is in use; pass --port")
+        print(
+            f"{'optuna-dashboard' if args.dashboard is not None else 'MLflow UI'}: {url}  (Ctrl-C stops it)",
+            flush=True,
+        )
+        process = subprocess.Popen(argv)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            return 0

@@ -1,0 +1,452 @@
+"""Matplotlib figures of a :class:`~albsnn.report.info.ReportInfo`, saved as PNG and SVG.
+
+Each ``plot_*`` takes the info and returns a ``matplotlib.figure.Figure`` (or None when there is
+nothing to draw). Figures are built without pyplot, on the Agg canvas, so the caller's backend is
+untouched and no display is needed. SVGs are written without a date and with a fixed hash salt,
+so the same info gives the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from albsnn.report.info import ReportInfo
+
+__all__ = ["FIGURES", "save_figures"]
+
+_FRONT = "#1f77b4"
+_GREY = "#b0b0b0"
+_PAPER = "#d62728"
+_REF = "#7f7f7f"
+
+
+def _figure(w: float = 8.0, h: float = 5.0, ncols: int = 1):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    for ax in axes:
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, axes
+
+
+def _rank_groups(points) -> list[tuple[float, float, str, list]]:
+    """Front points at the same (bytes, accuracy) share one mark: ``"#2-4"`` or ``"#2, #5"``."""
+    groups: dict[tuple[float, float], list] = {}
+    for p in points:
+        groups.setdefault((p.storage_bytes, p.accuracy), []).append(p)
+    out = []
+    for (x, y), ps in groups.items():
+        ranks = [p.rank for p in ps]
+        consecutive = ranks == list(range(ranks[0], ranks[0] + len(ranks)))
+        text = (
+            f"#{ranks[0]}"
+            if len(ranks) == 1
+            else (f"#{ranks[0]}-{ranks[-1]}" if consecutive else ", ".join(f"#{r}" for r in ranks))
+        )
+        out.append((x, y, text, ps))
+    return out
+
+
+_MAX_KEY_LINES = 14
+
+
+def plot_pareto(info: ReportInfo):
+    """Accuracy vs bytes (log): grey dominated runs, the front as a staircase, a key of its settings below."""
+    from matplotlib.figure import Figure
+
+    p, hv = info.pareto, info.hypervolume
+    dom, front = p.dominated, p.front
+    groups = _rank_groups(front)
+    key = [
+        f"{text}: {ps[0].label}"
+        + (f" (+{len(ps) - 1} same point)" if len(ps) > 1 and len({q.label for q in ps}) == 1 else "")
+        for _, _, text, ps in groups
+    ]
+    if any(
+        len({q.label for q in ps}) > 1 for *_, ps in groups
+    ):  # duplicates with different settings: one line each
+        key = [f"#{q.rank}: {q.label}" for q in front]
+    shown = key[:_MAX_KEY_LINES] + (
+        [f"... {len(key) - _MAX_KEY_LINES} more in pareto.csv"] if len(key) > _MAX_KEY_LINES else []
+    )
+    fig = Figure(figsize=(9, 5.3 + 0.15 * len(shown)), layout="constrained")
+    ax, text_ax = fig.subplots(2, 1, height_ratios=[5.2, 0.1 + 0.15 * len(shown)])
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    if dom:
+        ax.scatter(
+            [d.storage_bytes for d in dom],
+            [100 * d.accuracy for d in dom],
+            s=22,
+            color=_GREY,
+            label=f"dominated ({len(dom)})",
+            zorder=2,
+        )
+    xs = np.array([f.storage_bytes for f in front])
+    ys = np.array([100 * f.accuracy for f in front])
+    ax.step(
+        np.append(xs, hv.reference_bytes),
+        np.append(ys, ys[-1]),
+        where="post",
+        color=_FRONT,
+        alpha=0.5,
+        zorder=2,
+    )
+    ax.scatter(
+        xs,
+        ys,
+        s=46,
+        color=_FRONT,
+        edgecolor="white",
+        linewidth=0.8,
+        label=f"Pareto front ({len(front)})",
+        zorder=3,
+    )
+    for x, y, text, _ in groups:
+        ax.annotate(
+            text,
+            (x, 100 * y),
+            xytext=(5, 5),
+            textcoords="offset points",
+            fontsize=8,
+            color="#1f3f73",
+            fontweight="bold",
+            zorder=4,
+        )
+    ax.axhline(100 * hv.reference_accuracy, color=_REF, linestyle=":", linewidth=1)
+    ax.axvline(hv.reference_bytes, color=_REF, linestyle=":", linewidth=1)
+    ax.annotate(
+        "reference point (chance, full precision)",
+        (hv.reference_bytes, 100 * hv.reference_accuracy),
+        xytext=(-6, 5),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color=_REF,
+    )
+    if p.published is not None:
+        pub = p.published
+        ax.axhline(
+            100 * pub.accuracy,
+            color=_PAPER,
+            linestyle="--",
+            linewidth=1.2,
+            label=f"paper: {100 * pub.accuracy:.2f}% (T={pub.time_steps}, "
+            f">{100 * pub.min_storage_reduction:.0f}% smaller; its own network)",
+        )
+    ax.set_xscale("log")
+    xmin = min(float(xs.min()), min((d.storage_bytes for d in dom), default=np.inf))
+    ax.set_xlim(xmin / 1.5, hv.reference_bytes * 1.5)
+    ax.set_xlabel("storage (bytes, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{p.dataset}: test accuracy vs storage (hypervolume {hv.normalized:.4f})")
+    ax.legend(loc="best", fontsize=8, frameon=True, framealpha=0.9, edgecolor="none")
+    text_ax.axis("off")
+    text_ax.text(
+        0,
+        1,
+        "\n".join(shown),
+        va="top",
+        ha="left",
+        fontsize=7.5,
+        family="monospace",
+        transform=text_ax.transAxes,
+    )
+    return fig
+
+
+def plot_hypervolume(info: ReportInfo):
+    hv = info.hypervolume
+    fig, (ax,) = _figure(8, 4.2)
+    for s in hv.sweeps:
+        if not s.history:
+            continue
+        extra = ", ".join(x for x in (s.sampler, s.pruner) if x)
+        ax.plot(
+            range(1, len(s.history) + 1),
+            s.history,
+            marker="o",
+            markersize=3,
+            label=f"{s.sweep}" + (f" ({extra})" if extra else "") + f": {s.normalized:.4f}",
+        )
+    ax.set_xlabel("finished trials (in completion order)")
+    ax.set_ylabel("hypervolume (fraction of box)")
+    ax.set_title(
+        f"Hypervolume history; reference: chance {100 * hv.reference_accuracy:.1f}%, "
+        f"{hv.reference_bytes:,.0f} bytes (full precision)",
+        fontsize=10,
+    )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_reduction(info: ReportInfo):
+    p = info.pareto
+    fig, (ax,) = _figure(8, 4.8)
+    if p.dominated:
+        ax.scatter(
+            [100 * g.storage_reduction for g in p.dominated],
+            [100 * g.accuracy for g in p.dominated],
+            s=20,
+            color=_GREY,
+            label="dominated",
+            zorder=2,
+        )
+    ax.scatter(
+        [100 * g.storage_reduction for g in p.front],
+        [100 * g.accuracy for g in p.front],
+        s=34,
+        color=_FRONT,
+        label="Pareto front",
+        zorder=3,
+    )
+    for _, y, text, ps in _rank_groups(p.front):
+        ax.annotate(
+            text,
+            (100 * ps[0].storage_reduction, 100 * y),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+            color="#1f3f73",
+            fontweight="bold",
+        )
+    if p.published is not None:
+        pub = p.published
+        x, y = 100 * pub.min_storage_reduction, 100 * pub.accuracy
+        ax.scatter(
+            [x],
+            [y],
+            marker="*",
+            s=160,
+            color=_PAPER,
+            zorder=4,
+            label=f"paper (T={pub.time_steps}): {y:.2f}% at >{x:.0f}% reduction",
+        )
+        ax.annotate("", xy=(x + 12, y), xytext=(x + 1.5, y), arrowprops=dict(arrowstyle="->", color=_PAPER))
+    ax.axhline(
+        100 * info.hypervolume.reference_accuracy, color=_REF, linestyle=":", linewidth=1, label="chance"
+    )
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("storage reduction vs full precision (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs storage reduction (every finished run)")
+    ax.legend(fontsize=8, loc="best", frameon=True, framealpha=0.9, edgecolor="none")
+    return fig
+
+
+def plot_time_steps(info: ReportInfo):
+    t = info.time_steps
+    if t is None:
+        return None
+    fig, (ax,) = _figure(7, 4.2)
+    for k, b in enumerate(t.bands):
+        x, m, s = np.array(b.x), 100 * np.array(b.mean), 100 * np.array(b.std)
+        (line,) = ax.plot(x, m, marker="o", label=f"{b.label} (mean ± std)")
+        ax.fill_between(x, np.clip(m - s, 0, 100), np.clip(m + s, 0, 100), color=line.get_color(), alpha=0.2,
+                        linewidth=0)  # fmt: skip
+        ax.plot(
+            x,
+            100 * np.array(b.best),
+            linestyle="none",
+            marker="^",
+            color=line.get_color(),
+            alpha=0.7,
+            markersize=5,
+        )
+        for xi, mi, ni in zip(x, m, b.n, strict=True):
+            ax.annotate(
+                f"n={ni}",
+                (xi, mi),
+                xytext=(7, -3 - 9 * k),
+                textcoords="offset points",
+                fontsize=7,
+                color=line.get_color(),
+            )
+    ax.set_xticks(sorted({x for b in t.bands for x in b.x}))
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title("Accuracy vs time steps (▲ best run)")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_layer_map(info: ReportInfo):
+    m = info.layer_map
+    if m is None:
+        return None
+    from matplotlib.colors import ListedColormap
+
+    code = np.array([[2 if b is None else int(b) for b in row] for row in m.binary], dtype=float)
+    fig, (ax,) = _figure(max(4.0, 1.2 + 0.55 * len(m.columns)), 1.0 + 0.38 * len(m.layers))
+    ax.grid(False)
+    ax.imshow(code, cmap=ListedColormap(["#e8eef7", "#1f4e99", "#cccccc"]), vmin=0, vmax=2, aspect="auto")
+    for i, row in enumerate(m.binary):
+        for j, b in enumerate(row):
+            ax.text(
+                j,
+                i,
+                {True: "B", False: "FP", None: "?"}[b],
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if b else "#333333",
+            )
+    ax.set_xticks(range(len(m.columns)), m.columns)
+    ax.set_yticks(range(len(m.layers)), m.layers)
+    ax.set_xlabel("Pareto-front point (#1 = smallest model)")
+    ax.set_title("Binarized layers (B) per front point", fontsize=10)
+    return fig
+
+
+def plot_learning(info: ReportInfo):
+    lc = info.learning
+    if lc is None:
+        return None
+    fig, (ax1, ax2) = _figure(11, 4.2, ncols=2)
+    for c in lc.curves:
+        for ax, b, scale in ((ax1, c.test_accuracy, 100), (ax2, c.train_loss, 1)):
+            if not b.x:
+                continue
+            x, m, s = np.array(b.x), scale * np.array(b.mean), scale * np.array(b.std)
+            (line,) = ax.plot(x, m, marker="o", markersize=3, label=c.label if ax is ax1 else None)
+            ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.18, linewidth=0)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax1.set_ylabel("test accuracy (%)")
+    ax2.set_ylabel("train loss")
+    ax1.set_title("Learning curves: test accuracy", fontsize=10)
+    ax2.set_title("train loss", fontsize=10)
+    fig.legend(loc="outside lower center", fontsize=7, frameon=False, ncols=2)
+    return fig
+
+
+def plot_estimator(info: ReportInfo):
+    e = info.estimator
+    if e is None:
+        return None
+    fig, (ax,) = _figure(8, 4.2)
+    for layer, epochs, est, binary in zip(e.layers, e.epochs, e.estimates, e.binary, strict=True):
+        (line,) = ax.plot(epochs, est, marker="o", markersize=4, label=layer)
+        b = [i for i, flag in enumerate(binary) if flag]
+        ax.scatter(
+            [epochs[i] for i in b],
+            [est[i] for i in b],
+            s=60,
+            facecolor="none",
+            edgecolor=line.get_color(),
+            linewidth=1.4,
+        )
+    if e.threshold is not None:
+        ax.axhline(
+            e.threshold, color=_PAPER, linestyle="--", linewidth=1, label=f"threshold {e.threshold:.3g}"
+        )
+    if e.bwo_epoch is not None:
+        ax.axvline(e.bwo_epoch, color=_REF, linestyle=":", linewidth=1.2, label=f"BWO at epoch {e.bwo_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("estimated accuracy loss")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"Estimator history of the best run ({e.run_id[:8]}); ringed: binary", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, ncols=2)
+    return fig
+
+
+def plot_importances(info: ReportInfo):
+    if not info.importances:
+        return None
+    n = len(info.importances)
+    fig, axes = _figure(6.5 * n, 0.9 + 0.45 * max(len(i.params) for i in info.importances), ncols=n)
+    for ax, imp in zip(axes, info.importances, strict=True):
+        y = np.arange(len(imp.params))
+        height = 0.8 / len(imp.objectives)
+        for k, (obj, values) in enumerate(zip(imp.objectives, imp.values, strict=True)):
+            ax.barh(y + k * height, values, height=height, label=obj)
+        ax.set_yticks(y + height * (len(imp.objectives) - 1) / 2, imp.params)
+        ax.invert_yaxis()
+        ax.set_xlabel("importance (fANOVA, sums to 1)")
+        ax.set_title(f"{imp.sweep}: {imp.n_trials} completed trials", fontsize=10)
+        ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_ablation(info: ReportInfo):
+    """Mean ± std per configuration as points with error bars (not bars: the axis need not start at 0)."""
+    a = info.ablation
+    if a is None:
+        return None
+    rows = [r for r in a.rows if r.mean is not None]
+    if not rows:
+        return None
+    fig, (ax,) = _figure(8, 1.2 + 0.42 * len(rows))
+    for y, r in enumerate(rows):
+        color = "#444444" if r.baseline else _FRONT
+        ax.errorbar(
+            [100 * r.mean],
+            [y],
+            xerr=[100 * (r.std or 0)],
+            fmt="o",
+            color=color,
+            capsize=4,
+            markersize=7,
+            markerfacecolor="white" if r.flagged else color,
+            markeredgewidth=1.5,
+        )
+        ax.scatter(
+            [100 * v for v in r.values.values()],
+            [y] * len(r.values),
+            marker="|",
+            s=90,
+            color=color,
+            alpha=0.6,
+        )
+    base = a.baseline
+    if base.mean is not None:
+        ax.axvline(100 * base.mean, color="#444444", linestyle="--", linewidth=1, alpha=0.7)
+    labels = [
+        ("(baseline) " if r.baseline else "")
+        + r.label
+        + (" †" if r.flagged else "")
+        + f"   n={r.n}/{r.expected}"
+        for r in rows
+    ]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("final test accuracy (%): mean ± std over seeds, ticks = seeds")
+    ax.set_title("Ablation (open marker †: missing or failed seeds)", fontsize=10)
+    return fig
+
+
+FIGURES: dict[str, tuple[str, Callable]] = {
+    "pareto": ("Pareto front: test accuracy vs storage", plot_pareto),
+    "hypervolume": ("Hypervolume history", plot_hypervolume),
+    "reduction": ("Accuracy vs storage reduction", plot_reduction),
+    "time_steps": ("Accuracy vs time steps", plot_time_steps),
+    "layer_map": ("Binarized layers of the front points", plot_layer_map),
+    "learning_curves": ("Learning curves", plot_learning),
+    "estimator_history": ("Estimator history of the best run", plot_estimator),
+    "importances": ("Parameter importances", plot_importances),
+    "ablation": ("Ablation", plot_ablation),
+}
+
+
+def save_figures(info: ReportInfo, folder: Path) -> dict[str, Path]:
+    """Draw every figure that has data; write ``<name>.png`` and ``<name>.svg``. Returns name -> PNG path."""
+    import matplotlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    with matplotlib.rc_context({"svg.hashsalt": "albsnn-report", "font.size": 9}):
+        for name, (_, plot) in FIGURES.items():
+            fig = plot(info)
+            if fig is None:
+                continue
+            fig.savefig(folder / f"{name}.png", dpi=130, metadata={"Software": None})
+            fig.savefig(folder / f"{name}.svg", metadata={"Date": None})
+            out[name] = folder / f"{name}.png"
+    return out

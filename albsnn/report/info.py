@@ -1,0 +1,736 @@
+"""The report as one typed record: :class:`ReportInfo`, computed from :class:`~albsnn.report.source.RunsData`.
+
+Everything a renderer shows is here, already computed: the renderers (HTML, Markdown, CSV, figures)
+only format it. Which accuracy: the **final** epoch's test accuracy of a run (the model it
+exported), not its best epoch. Which runs: the Pareto front, hypervolume and curves use finished
+runs; counts, compute and the ablation's flags use all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from albsnn.report.ablation import AblationInfo, ablation_rows
+from albsnn.report.curves import (
+    EstimatorHistoryInfo,
+    LayerMapInfo,
+    LearningCurve,
+    LearningCurvesInfo,
+    TimeStepInfo,
+    band,
+    band_by_step,
+    compact_layers,
+    layer_sort_key,
+)
+from albsnn.report.pareto import (
+    PUBLISHED,
+    HypervolumeInfo,
+    ParetoInfo,
+    ParetoPoint,
+    SweepHypervolume,
+    hypervolume_2d,
+    hypervolume_history,
+    pareto_mask,
+)
+
+__all__ = [
+    "SweepHeader",
+    "HeaderInfo",
+    "StateCounts",
+    "CountsInfo",
+    "ImportanceInfo",
+    "ReportInfo",
+    "build_info",
+]
+
+_MAX_CURVES = 6  # learning curves drawn (more is unreadable)
+_LABEL_KEYS = ("time_steps", "estimator", "threshold", "bwo")
+
+
+@dataclass(frozen=True)
+class SweepHeader:
+    """What one sweep ran, from its parent run's tags."""
+
+    run_id: str
+    name: str
+    pipeline: str
+    pipeline_path: str
+    mode: str
+    dataset: str
+    objectives: dict
+    sampler: str
+    pruner: str
+    git_commit: str
+    git_dirty: str
+    host: str
+    hardware: str
+    versions: dict
+    command: str
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    title: str
+    experiment: str
+    tracking_uri: str
+    dataset: str
+    num_classes: int | None
+    first_start: str
+    last_end: str
+    generated: str
+    report_host: str
+    sweeps: tuple[SweepHeader, ...]
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    sweep: str
+    finished: int
+    pruned: int
+    failed: int
+    running: int
+    compute_seconds: float  # sum of the runs' wall-clock times
+
+    @property
+    def total(self) -> int:
+        return self.finished + self.pruned + self.failed + self.running
+
+
+@dataclass(frozen=True)
+class CountsInfo:
+    sweeps: tuple[StateCounts, ...]
+    total: StateCounts
+
+
+@dataclass(frozen=True)
+class ImportanceInfo:
+    """Optuna's parameter importances (fANOVA, seed 0) for each objective of one sweep's study."""
+
+    sweep: str
+    study: str
+    evaluator: str
+    objectives: tuple[str, ...]
+    params: tuple[str, ...]  # most important first (by the first objective)
+    values: tuple[tuple[float, ...], ...]  # [objective][param], each objective sums to 1
+    n_trials: int
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    title: str
+    header: HeaderInfo
+    counts: CountsInfo
+    pareto: ParetoInfo
+    hypervolume: HypervolumeInfo
+    time_steps: TimeStepInfo | None
+    layer_map: LayerMapInfo | None
+    learning: LearningCurvesInfo | None
+    estimator: EstimatorHistoryInfo | None
+    importances: tuple[ImportanceInfo, ...]
+    ablation: AblationInfo | None
+    factors: tuple[str, ...]  # parameters that vary between runs (seed aside)
+    trials: tuple[dict, ...]  # one row per run: run_id, sweep, state, metrics, factors
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+def _iso(t: Any) -> str:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return ""
+    try:
+        return t.strftime("%Y-%m-%d %H:%M UTC")
+    except (AttributeError, ValueError):  # NaT
+        return ""
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _level(value: Any, digits: int = 6) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _chance(dataset: str) -> tuple[float, int | None, str | None]:
+    from albsnn.errors import AlbsnnError
+
+    try:
+        from albsnn.data import dataset_info
+
+        classes = dataset_info(dataset).num_classes
+        return 1.0 / classes, classes, None
+    except (AlbsnnError, ImportError) as e:
+        return 0.0, None, f"the number of classes of {dataset!r} is unknown ({e}); reference accuracy 0"
+
+
+def _defaults() -> dict:
+    from albsnn.train import TrainConfig
+
+    return {
+        f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING
+    }
+
+
+class _Settings:
+    """A run's effective settings: its params over the resolved config of a run of its sweep."""
+
+    def __init__(self, data, runs):
+        self.data, self.runs = data, runs
+        self._base: dict[str, dict] = {}
+        self._config: dict[str, dict | None] = {}
+        self._layers: dict[str, tuple[str, ...] | None] = {}
+
+    def config(self, run_id: str) -> dict | None:
+        if run_id not in self._config:
+            cfg = self.data.artifact_json(run_id, "config.json")
+            self._config[run_id] = cfg if isinstance(cfg, dict) else None
+        return self._config[run_id]
+
+    def base(self, sweep_id: str) -> dict:
+        # fixed (not swept) settings are not params: TrainConfig's defaults, under the sweep's
+        # albsnn.base_config tag, under one finished run's config.json (the resolved config)
+        if sweep_id not in self._base:
+            rows = self.runs[(self.runs["sweep_id"] == sweep_id) & (self.runs["state"] == "FINISHED")]
+            cfg = self.config(rows["run_id"].iloc[0]) if len(rows) else None
+            self._base[sweep_id] = {**_defaults(), **_base_config(self.data, sweep_id), **(cfg or {})}
+        return self._base[sweep_id]
+
+    def of(self, row: Mapping) -> dict:
+        cfg = self.config(row["run_id"]) if row["run_id"] in self._config else None
+        out = dict(cfg) if cfg else dict(self.base(row["sweep_id"]))
+        for name in self.data.param_names:
+            value = row.get(f"params.{name}")
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[name] = value
+        return out
+
+    def binarized(self, run_id: str) -> tuple[str, ...] | None:
+        if run_id not in self._layers:
+            raw = self.data.artifact_json(run_id, "binarized_layers.json")
+            if isinstance(raw, dict):
+                raw = raw.get("binarized_layers", raw.get("layers"))
+            self._layers[run_id] = (
+                tuple(sorted(map(str, raw), key=layer_sort_key)) if isinstance(raw, list) else None
+            )
+        return self._layers[run_id]
+
+
+def _base_config(data, sweep_id: str) -> dict:
+    sweep = next((s for s in data.sweeps if s.run_id == sweep_id), None)
+    base = sweep.json_tag("base_config", {}) if sweep else {}
+    return base if isinstance(base, dict) else {}
+
+
+def _strategy(sweep, key: str) -> str:
+    """``albsnn.sampler`` / ``albsnn.pruner`` tags: JSON ``{"kind": "tpe", "n_startup_trials": 6}``
+    -> ``"tpe (n_startup_trials=6)"``."""
+    if sweep is None:
+        return ""
+    value = sweep.json_tag(key)
+    if isinstance(value, dict) and "kind" in value:
+        rest = ", ".join(f"{k}={v}" for k, v in value.items() if k != "kind")
+        return f"{value['kind']} ({rest})" if rest else str(value["kind"])
+    return sweep.tag(key)
+
+
+def _label(
+    settings: Mapping, layers: tuple[str, ...] | None, num_binarized: Any, factors: Sequence[str] = ()
+) -> str:
+    """Key settings of a point: T, estimator, threshold, BWO, binarized layers, then other swept factors."""
+    parts = []
+    if settings.get("time_steps") is not None:
+        parts.append(f"T={settings['time_steps']}")
+    if settings.get("binarize") not in (None, "adaptive"):
+        parts.append(f"binarize={settings['binarize']}")
+    else:
+        for key in ("estimator", "threshold"):
+            if settings.get(key) is not None:
+                parts.append(f"{key}={_level(settings[key], 3)}")
+        if settings.get("budget") is not None:
+            parts.append(f"budget={_level(settings['budget'], 3)}")
+    if settings.get("bwo") is not None:
+        parts.append(f"BWO={settings['bwo']}")
+    shown = {"time_steps", "binarize", "estimator", "threshold", "budget", "bwo"}
+    parts += [f"{f}={_level(settings.get(f), 3)}" for f in factors if f not in shown]
+    if layers is not None:
+        parts.append(f"binary: {compact_layers(layers)}")
+    elif _finite(num_binarized):
+        parts.append(f"binary: {int(num_binarized)} layers")
+    return ", ".join(parts)
+
+
+def _config_label(levels: Mapping, digits: int = 6) -> str:
+    return ", ".join(f"{k}={_level(v, digits)}" for k, v in levels.items()) or "all runs"
+
+
+# ---- the builder -------------------------------------------------------------------------------------
+def build_info(data, *, test: str = "t") -> ReportInfo:
+    """Compute the whole report from what :func:`~albsnn.report.source.load_runs` read."""
+    from albsnn.errors import AlbsnnError
+
+    df = data.runs
+    notes: list[str] = []
+    metric = lambda name: f"metrics.{name}"  # noqa: E731
+    for name in ("test_accuracy", "storage_bytes", "fp32_bytes", "storage_reduction"):
+        if metric(name) not in df:
+            df[metric(name)] = np.nan
+    ok = (
+        (df["state"] == "FINISHED")
+        & df[metric("test_accuracy")].map(_finite)
+        & df[metric("storage_bytes")].map(_finite)
+    )
+    fin = df[ok]
+    if not len(fin):
+        raise AlbsnnError("no finished run logged test_accuracy and storage_bytes (see docs/tracking.md)")
+    skipped = int((df["state"] == "FINISHED").sum() - len(fin))
+    if skipped:
+        notes.append(f"{skipped} finished run(s) without test_accuracy/storage_bytes metrics were left out")
+
+    settings = _Settings(data, df)
+    dataset = _dataset(data, fin, settings)
+    chance, classes, note = _chance(dataset)
+    if note:
+        notes.append(note)
+    factors = _varying(df, data.param_names)
+
+    pareto = _pareto(fin, settings, dataset, factors)
+    fp32 = fin[metric("fp32_bytes")].max()
+    ref_bytes = float(fp32) if _finite(fp32) else float(fin[metric("storage_bytes")].max())
+    hv = _hypervolume(data, df, fin, (chance, ref_bytes))
+    info = ReportInfo(
+        title=data.title,
+        header=_header(data, fin, dataset, classes),
+        counts=_counts(data, df),
+        pareto=pareto,
+        hypervolume=hv,
+        time_steps=_time_steps(fin, settings, factors),
+        layer_map=_layer_map(pareto, fin),
+        learning=None,
+        estimator=_estimator(data, pareto, settings, notes),
+        importances=_importances(data, notes),
+        ablation=None,
+        factors=factors,
+        trials=_trials(df, factors),
+        notes=(),
+    )
+    ablation, ablation_runs = _ablation(data, df, test, notes)
+    learning = _learning(data, df, pareto, ablation, ablation_runs, factors)
+    return dataclasses.replace(info, ablation=ablation, learning=learning, notes=tuple(notes))
+
+
+def _dataset(data, fin, settings: _Settings) -> str:
+    from albsnn.errors import AlbsnnError
+
+    names = {s.tag("dataset") for s in data.sweeps if s.tag("dataset")}
+    if "params.dataset" in fin:
+        names |= {str(v) for v in fin["params.dataset"] if v is not None}
+    if not names:
+        first = fin.iloc[0]
+        names = {str(settings.of(first).get("dataset"))}
+    if len(names) > 1:
+        raise AlbsnnError(
+            f"the runs span several datasets {sorted(names)}; report one at a time (--parent-run ID)"
+        )
+    return names.pop()
+
+
+def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ()) -> ParetoInfo:
+    acc = fin["metrics.test_accuracy"].to_numpy(dtype=float)
+    size = fin["metrics.storage_bytes"].to_numpy(dtype=float)
+    mask = pareto_mask(acc, size)
+    order = sorted(range(len(fin)), key=lambda i: (not mask[i], size[i], -acc[i]))
+    points, rank = [], 0
+    for i in order:
+        row = fin.iloc[i].to_dict()
+        on = bool(mask[i])
+        if on:  # only the front is labelled: one config.json + binarized_layers.json download each
+            settings.config(row["run_id"])
+        layers = settings.binarized(row["run_id"]) if on else None
+        s = settings.of(row)
+        rank += on
+        points.append(
+            ParetoPoint(
+                run_id=row["run_id"],
+                sweep=row["sweep"],
+                accuracy=float(acc[i]),
+                storage_bytes=float(size[i]),
+                fp32_bytes=float(row.get("metrics.fp32_bytes", float("nan"))),
+                storage_reduction=float(row.get("metrics.storage_reduction", float("nan"))),
+                on_front=on,
+                rank=rank if on else None,
+                label=_label(s, layers, row.get("metrics.num_binarized"), factors),
+                settings={k: s.get(k) for k in (*_LABEL_KEYS, "binarize", "budget", "seed", "width")},
+                binarized_layers=layers,
+            )
+        )
+    return ParetoInfo(dataset=dataset, points=tuple(points), published=PUBLISHED.get(dataset))
+
+
+def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeInfo:
+    acc = fin["metrics.test_accuracy"].to_numpy(dtype=float)
+    size = fin["metrics.storage_bytes"].to_numpy(dtype=float)
+    box = (1 - reference[0]) * reference[1]
+    total = hypervolume_2d(acc, size, reference)
+    by_id = {s.run_id: s for s in data.sweeps}
+    sweeps = []
+    for sweep_id in dict.fromkeys(df["sweep_id"]):
+        part = fin[fin["sweep_id"] == sweep_id].sort_values("end_time", kind="stable")
+        everything = df[df["sweep_id"] == sweep_id]
+        s = by_id.get(sweep_id)
+        a, b = part["metrics.test_accuracy"].to_numpy(float), part["metrics.storage_bytes"].to_numpy(float)
+        value = hypervolume_2d(a, b, reference) if len(part) else 0.0
+        history = hypervolume_history(a, b, reference) / box if len(part) and box > 0 else np.array([])
+        sweeps.append(
+            SweepHypervolume(
+                sweep=s.name if s else "(no sweep)",
+                run_id=sweep_id,
+                sampler=_strategy(s, "sampler"),
+                pruner=_strategy(s, "pruner"),
+                finished=len(part),
+                hypervolume=value,
+                normalized=value / box if box > 0 else float("nan"),
+                history=tuple(float(h) for h in history),
+                compute_seconds=float(np.nansum(everything["seconds"].to_numpy(float))),
+            )
+        )
+    return HypervolumeInfo(
+        reference_accuracy=reference[0],
+        reference_bytes=reference[1],
+        hypervolume=total,
+        normalized=total / box if box > 0 else float("nan"),
+        sweeps=tuple(sweeps),
+    )
+
+
+def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
+    import json
+
+    sweeps = []
+    for s in data.sweeps:
+        versions = s.json_tag("versions", {})
+        sweeps.append(
+            SweepHeader(
+                run_id=s.run_id,
+                name=s.name,
+                pipeline=s.tag("pipeline_name"),
+                pipeline_path=s.tag("pipeline"),
+                mode=s.tag("mode"),
+                dataset=s.tag("dataset"),
+                objectives=s.json_tag("objectives", {}) or {},
+                sampler=_strategy(s, "sampler"),
+                pruner=_strategy(s, "pruner"),
+                git_commit=s.tag("git_commit"),
+                git_dirty=s.tag("git_dirty"),
+                host=s.tag("host"),
+                hardware=s.tag("hardware"),
+                versions=versions if isinstance(versions, dict) else {"raw": json.dumps(versions)},
+                command=s.tag("command"),
+                start=_iso(s.start),
+                end=_iso(s.end),
+            )
+        )
+    df = data.runs
+    return HeaderInfo(
+        title=data.title,
+        experiment=data.experiment_name,
+        tracking_uri=data.tracking_uri,
+        dataset=dataset,
+        num_classes=classes,
+        first_start=_iso(df["start_time"].min()),
+        last_end=_iso(df["end_time"].max()),
+        generated=_iso(datetime.now(timezone.utc)),
+        report_host=platform.node(),
+        sweeps=tuple(sweeps),
+    )
+
+
+def _state_counts(name: str, part) -> StateCounts:
+    states = part["state"].value_counts().to_dict()
+    return StateCounts(
+        sweep=name,
+        finished=int(states.get("FINISHED", 0)),
+        pruned=int(states.get("PRUNED", 0)),
+        failed=int(states.get("FAILED", 0)),
+        running=int(states.get("RUNNING", 0)),
+        compute_seconds=float(np.nansum(part["seconds"].to_numpy(float))),
+    )
+
+
+def _counts(data, df) -> CountsInfo:
+    names = {s.run_id: s.name for s in data.sweeps}
+    per = tuple(
+        _state_counts(names.get(sid, "(no sweep)"), df[df["sweep_id"] == sid])
+        for sid in dict.fromkeys(df["sweep_id"])
+    )
+    return CountsInfo(sweeps=per, total=_state_counts("all", df))
+
+
+def _time_steps(fin, settings: _Settings, factors: Sequence[str]) -> TimeStepInfo | None:
+    rows = [r for _, r in fin.iterrows()]
+    effective = [settings.of(r) for r in rows]
+    if all(s.get("time_steps") is None for s in effective):
+        return None
+    group_by = next((f for f in ("estimator", "binarize", "bwo", "head") if f in factors), None)
+    groups: dict[str, dict[float, list[float]]] = {}
+    for r, s in zip(rows, effective, strict=True):
+        t = s.get("time_steps")
+        if t is None:
+            continue
+        key = f"{group_by}={_level(s.get(group_by))}" if group_by else "all finished runs"
+        groups.setdefault(key, {}).setdefault(float(t), []).append(float(r["metrics.test_accuracy"]))
+    return TimeStepInfo(group_by=group_by, bands=tuple(band(k, v) for k, v in sorted(groups.items())))
+
+
+def _layer_map(pareto: ParetoInfo, fin) -> LayerMapInfo | None:
+    front = pareto.front
+    layers = {c[len("metrics.estimate.") :] for c in fin.columns if c.startswith("metrics.estimate.")}
+    for p in front:
+        layers |= set(p.binarized_layers or ())
+    if not layers:
+        return None
+    ordered = tuple(sorted(layers, key=layer_sort_key))
+    binary = tuple(
+        tuple(None if p.binarized_layers is None else (layer in p.binarized_layers) for p in front)
+        for layer in ordered
+    )
+    return LayerMapInfo(
+        layers=ordered,
+        columns=tuple(f"#{p.rank}" for p in front),
+        run_ids=tuple(p.run_id for p in front),
+        binary=binary,
+    )
+
+
+def _estimator(
+    data, pareto: ParetoInfo, settings: _Settings, notes: list[str]
+) -> EstimatorHistoryInfo | None:
+    best = max(pareto.points, key=lambda p: (p.accuracy, -p.storage_bytes))
+    raw = data.artifact_json(best.run_id, "estimator_history.json")
+    per: dict[str, list[tuple[int, float, bool]]] = {}
+    if isinstance(raw, list):
+        for rec in raw:
+            if isinstance(rec, dict) and _finite(rec.get("estimate")) and rec.get("layer") is not None:
+                per.setdefault(str(rec["layer"]), []).append(
+                    (int(rec.get("epoch", 0)), float(rec["estimate"]), bool(rec.get("binary")))
+                )
+    else:  # fall back to the per-epoch estimate.<layer> metrics
+        row = data.runs[data.runs["run_id"] == best.run_id].iloc[0]
+        for col in row.index:
+            if col.startswith("metrics.estimate."):
+                layer = col[len("metrics.estimate.") :]
+                hist = data.metric_history(best.run_id, f"estimate.{layer}")
+                binary = set(best.binarized_layers or ())
+                per[layer] = [(int(s), float(v), layer in binary) for s, v in hist if math.isfinite(v)]
+    if not any(per.values()):
+        notes.append(f"the best run {best.run_id} recorded no estimator history")
+        return None
+    layers = tuple(sorted((k for k in per if per[k]), key=layer_sort_key))
+    rows = [sorted(per[k]) for k in layers]
+    bwo = data.runs.loc[data.runs["run_id"] == best.run_id].get("metrics.bwo_epoch")
+    bwo_epoch = bwo.iloc[0] if bwo is not None and len(bwo) else None
+    threshold = best.settings.get("threshold")
+    return EstimatorHistoryInfo(
+        run_id=best.run_id,
+        label=best.label,
+        threshold=float(threshold) if _finite(threshold) else None,
+        bwo_epoch=int(bwo_epoch) if _finite(bwo_epoch) else None,
+        layers=layers,
+        epochs=tuple(tuple(e for e, _, _ in r) for r in rows),
+        estimates=tuple(tuple(v for _, v, _ in r) for r in rows),
+        binary=tuple(tuple(b for _, _, b in r) for r in rows),
+    )
+
+
+def _importances(data, notes: list[str]) -> tuple[ImportanceInfo, ...]:
+    out = []
+    for s in data.sweeps:
+        path, study_name = s.tag("optuna_storage"), s.tag("optuna_study")
+        if not path or not study_name:
+            continue
+        if not Path(path).is_file():
+            notes.append(f"sweep {s.name}: Optuna journal {path} not found here, so no parameter importances")
+            continue
+        try:
+            info = _study_importances(s.name, path, study_name, s.json_tag("objectives", {}) or {})
+        except Exception as e:  # too few trials, one value per parameter, unreadable journal, no optuna
+            notes.append(f"sweep {s.name}: no parameter importances ({type(e).__name__}: {e})")
+            continue
+        if info is not None:
+            out.append(info)
+    return tuple(out)
+
+
+def _study_importances(sweep: str, path: str, study_name: str, objectives: Mapping) -> ImportanceInfo | None:
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=study_name, storage=JournalStorage(JournalFileBackend(path)))
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        raise ValueError(f"{len(complete)} completed trial(s); importances need at least 2")
+    n_obj = len(study.directions)
+    names = (
+        list(study.metric_names or []) or list(objectives)[:n_obj] or [f"objective {i}" for i in range(n_obj)]
+    )
+    per = []
+    for i in range(n_obj):
+        imp = get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(seed=0), target=lambda t, i=i: t.values[i]
+        )
+        per.append(imp)
+    params = tuple(per[0])  # ordered by the first objective
+    return ImportanceInfo(
+        sweep=sweep,
+        study=study_name,
+        evaluator="fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)",
+        objectives=tuple(names),
+        params=params,
+        values=tuple(tuple(float(imp.get(p, 0.0)) for p in params) for imp in per),
+        n_trials=len(complete),
+    )
+
+
+def _varying(part, names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if n != "seed" and part[f"params.{n}"].map(repr).nunique() > 1)
+
+
+def _ablation(data, df, test: str, notes: list[str]):
+    """The ablation table of the ablation sweeps (or of untagged runs repeated over seeds), and its runs."""
+    ablation_sweeps = {s.run_id for s in data.sweeps if s.tag("mode") == "ablation"}
+    if ablation_sweeps:
+        part = df[df["sweep_id"].isin(ablation_sweeps)]
+    elif not any(s.tag("mode") for s in data.sweeps) and "params.seed" in df:
+        part = df  # untagged runs: an ablation when some configuration ran with several seeds
+    else:
+        return None, None
+    if "params.seed" not in part or part["params.seed"].map(lambda x: x is None).all():
+        if ablation_sweeps:
+            notes.append("the ablation sweep logged no seed parameter, so no statistics over seeds")
+        return None, None
+    factors = _varying(part, data.param_names)
+    keys = [tuple((f, part.at[i, f"params.{f}"]) for f in factors) for i in part.index]
+    configs: dict[str, dict] = {}
+    for key in keys:
+        configs.setdefault(_config_label(dict(key)), dict(key))
+    if not ablation_sweeps and all(v <= 1 for v in _seed_counts(part, keys).values()):
+        return None, None
+    labels = list(configs)
+    baseline = _baseline(data, configs, ablation_sweeps, notes) or labels[0]
+    runs = [
+        (
+            _config_label(dict(key)),
+            part.at[i, "params.seed"],
+            part.at[i, "state"],
+            part.at[i, "metrics.test_accuracy"] if _finite(part.at[i, "metrics.test_accuracy"]) else None,
+            part.at[i, "metrics.storage_reduction"]
+            if _finite(part.at[i, "metrics.storage_reduction"])
+            else None,
+        )
+        for i, key in zip(part.index, keys, strict=True)
+    ]
+    runs = [(label, seed, state, acc, red) for label, seed, state, acc, red in runs if seed is not None]
+    info = ablation_rows(list(configs.items()), runs, baseline=baseline, test=test, factors=factors)
+    return info, part
+
+
+def _seed_counts(part, keys) -> dict:
+    counts: dict = {}
+    for key, seed in zip(keys, part["params.seed"], strict=True):
+        counts.setdefault(key, set()).add(seed)
+    return {k: len(v) for k, v in counts.items()}
+
+
+def _baseline(data, configs: Mapping[str, dict], sweeps: set, notes: list[str]) -> str | None:
+    # 1. the sweep names it (tag albsnn.ablation_baseline = JSON {param: value})
+    for s in data.sweeps:
+        wanted = s.json_tag("ablation_baseline") if s.run_id in sweeps else None
+        if isinstance(wanted, dict) and wanted:
+            for label, levels in configs.items():
+                if all(_level(levels.get(k)) == _level(v) for k, v in wanted.items() if k in levels):
+                    return label
+            notes.append(f"ablation baseline {wanted} matches no configuration; using the first")
+            return None
+    # 2. the configuration that keeps the defaults (TrainConfig's, under the sweep's base config)
+    defaults = _defaults()
+    for sweep_id in sweeps:
+        defaults.update(_base_config(data, sweep_id))
+    for label, levels in configs.items():
+        if levels and all(k in defaults and defaults[k] == v for k, v in levels.items()):
+            return label
+    return None  # 3. the first configuration in grid order
+
+
+def _learning(
+    data, df, pareto: ParetoInfo, ablation: AblationInfo | None, ablation_runs, factors: Sequence[str]
+) -> LearningCurvesInfo | None:
+    if ablation is not None:
+        df, factors = ablation_runs, ablation.factors
+    fin = df[df["state"] == "FINISHED"]
+    keys = {
+        run_id: tuple((f, fin.at[i, f"params.{f}"]) for f in factors)
+        for i, run_id in zip(fin.index, fin["run_id"], strict=True)
+    }
+    if ablation is not None:
+        by_label = {_config_label(dict(k)): k for k in keys.values()}
+        wanted = [by_label[r.label] for r in ablation.rows if r.label in by_label][:_MAX_CURVES]
+        what = "ablation configurations (bands: ± std over seeds)"
+    else:
+        wanted = list(dict.fromkeys(keys[p.run_id] for p in pareto.front if p.run_id in keys))[:_MAX_CURVES]
+        what = "Pareto-front configurations, smallest model first (bands: ± std over seeds where repeated)"
+    curves = []
+    for key in wanted:  # group by the exact values; show them rounded
+        ids = [rid for rid, k in keys.items() if k == key]
+        label = _config_label(dict(key), 3)
+        curves.append(
+            LearningCurve(
+                label=label,
+                test_accuracy=band_by_step(label, [data.metric_history(r, "test_accuracy") for r in ids]),
+                train_loss=band_by_step(label, [data.metric_history(r, "train_loss") for r in ids]),
+            )
+        )
+    return LearningCurvesInfo(what=what, curves=tuple(curves)) if curves else None
+
+
+def _trials(df, factors: Sequence[str]) -> tuple[dict, ...]:
+    cols = ("test_accuracy", "storage_bytes", "storage_reduction", "best_test_accuracy", "num_binarized")
+    rows = []
+    for _, r in df.iterrows():
+        row: dict[str, Any] = {
+            "run_id": r["run_id"],
+            "sweep": r["sweep"],
+            "trial": r["name"],
+            "state": r["state"],
+            "seconds": float(r["seconds"]) if _finite(r["seconds"]) else None,
+        }
+        for f in (*factors, "seed"):
+            key = f"params.{f}"
+            row[f] = (
+                r[key]
+                if key in r and r[key] is not None and not (isinstance(r[key], float) and math.isnan(r[key]))
+                else None
+            )
+        for c in cols:
+            v = r.get(f"metrics.{c}")
+            row[c] = float(v) if _finite(v) else None
+        rows.append(row)
+    return tuple(rows)

@@ -1,0 +1,390 @@
+"""The report's tables, computed once from :class:`~albsnn.report.info.ReportInfo`.
+
+A :class:`Table` holds raw values (written to ``<name>.csv`` at full precision) and the formatted
+cells the HTML and Markdown renderers both show, so the two cannot disagree. Formats: accuracy in
+percent with 2 decimals, storage in bytes with thousands separators, reductions in percent with
+1 decimal, p-values with 3 significant digits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from albsnn.report.info import ReportInfo, StateCounts
+
+__all__ = ["Table", "build_tables", "pct", "num_bytes", "duration"]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # CSV file stem
+    title: str
+    columns: tuple[str, ...]  # CSV header
+    rows: tuple[tuple, ...]  # raw values, one tuple per row
+    headers: tuple[str, ...]  # shown header
+    cells: tuple[tuple[str, ...], ...]  # shown cells
+    caption: str = ""
+
+
+def pct(x: Any, digits: int = 2, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{100 * x:+.{digits}f}" if sign else f"{100 * x:.{digits}f}%"
+
+
+def num_bytes(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{int(round(x)):,}"
+
+
+def duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "–"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _p(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "<0.001" if x < 0.001 else f"{x:.3g}"
+
+
+def _plain(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _table(name, title, columns, rows, headers, cells, caption="") -> Table:
+    return Table(
+        name,
+        title,
+        tuple(columns),
+        tuple(map(tuple, rows)),
+        tuple(headers),
+        tuple(map(tuple, cells)),
+        caption,
+    )
+
+
+def _counts(info: ReportInfo) -> Table:
+    rows = [*info.counts.sweeps, info.counts.total] if len(info.counts.sweeps) > 1 else [info.counts.total]
+
+    def raw(c: StateCounts):
+        return (c.sweep, c.finished, c.pruned, c.failed, c.running, c.total, c.compute_seconds)
+
+    return _table(
+        "counts",
+        "Trials and compute",
+        ("sweep", "finished", "pruned", "failed", "running", "total", "compute_seconds"),
+        [raw(c) for c in rows],
+        ("sweep", "finished", "pruned", "failed", "running", "total", "compute (h:mm:ss)"),
+        [
+            (
+                c.sweep,
+                str(c.finished),
+                str(c.pruned),
+                str(c.failed),
+                str(c.running),
+                str(c.total),
+                duration(c.compute_seconds),
+            )
+            for c in rows
+        ],
+        "Compute is the sum of the runs' wall-clock times (start to end of each MLflow run).",
+    )
+
+
+def _pareto(info: ReportInfo) -> Table:
+    keys = ("time_steps", "estimator", "threshold", "bwo", "binarize", "budget", "seed", "width")
+    front = info.pareto.front
+    return _table(
+        "pareto",
+        "Pareto front: test accuracy vs storage",
+        (
+            "rank",
+            "run_id",
+            "sweep",
+            "test_accuracy",
+            "storage_bytes",
+            "fp32_bytes",
+            "storage_reduction",
+            *keys,
+            "binarized_layers",
+            "label",
+        ),
+        [
+            (
+                p.rank,
+                p.run_id,
+                p.sweep,
+                p.accuracy,
+                p.storage_bytes,
+                p.fp32_bytes,
+                p.storage_reduction,
+                *(p.settings.get(k) for k in keys),
+                "" if p.binarized_layers is None else " ".join(p.binarized_layers),
+                p.label,
+            )
+            for p in front
+        ],
+        ("#", "test accuracy", "storage (bytes)", "storage reduction", "settings", "run_id"),
+        [
+            (
+                f"#{p.rank}",
+                pct(p.accuracy),
+                num_bytes(p.storage_bytes),
+                pct(p.storage_reduction, 1),
+                p.label,
+                p.run_id,
+            )
+            for p in front
+        ],
+        f"{len(front)} of {len(info.pareto.points)} finished runs are on the front (no other run is both "
+        "at least as accurate and at most as large); smallest model first. Accuracy is the final epoch's "
+        "test accuracy.",
+    )
+
+
+def _hypervolume(info: ReportInfo) -> Table:
+    hv = info.hypervolume
+    rows = [
+        (s.sweep, s.run_id, s.sampler, s.pruner, s.finished, s.normalized, s.hypervolume, s.compute_seconds)
+        for s in hv.sweeps
+    ]
+    if len(hv.sweeps) > 1:
+        rows.append(
+            (
+                "all sweeps together",
+                "",
+                "",
+                "",
+                sum(s.finished for s in hv.sweeps),
+                hv.normalized,
+                hv.hypervolume,
+                sum(s.compute_seconds for s in hv.sweeps),
+            )
+        )
+    return _table(
+        "hypervolume",
+        "Hypervolume",
+        (
+            "sweep",
+            "parent_run_id",
+            "sampler",
+            "pruner",
+            "finished",
+            "hypervolume_normalized",
+            "hypervolume_acc_bytes",
+            "compute_seconds",
+        ),
+        rows,
+        ("sweep", "sampler", "pruner", "finished", "hypervolume (fraction of box)", "compute (h:mm:ss)"),
+        [(r[0], r[2] or "–", r[3] or "–", str(r[4]), f"{r[5]:.4f}", duration(r[7])) for r in rows],
+        f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = full-precision size "
+        f"({num_bytes(hv.reference_bytes)} bytes). The value is the dominated area divided by the box "
+        f"(1 − chance) × full-precision bytes: 1 would be a perfect classifier in zero bytes.",
+    )
+
+
+def _ablation(info: ReportInfo) -> Table | None:
+    a = info.ablation
+    if a is None:
+        return None
+    cols = (
+        "configuration",
+        "baseline",
+        "mean",
+        "std",
+        "n",
+        "expected",
+        "delta",
+        "n_pairs",
+        "p_value",
+        "p_holm",
+        "storage_reduction",
+        "missing_seeds",
+        "failed_seeds",
+        "values",
+    )
+    rows, cells = [], []
+    for r in a.rows:
+        rows.append(
+            (
+                r.label,
+                r.baseline,
+                r.mean,
+                r.std,
+                r.n,
+                r.expected,
+                r.delta,
+                r.n_pairs,
+                r.p_value,
+                r.p_holm,
+                r.storage_reduction,
+                " ".join(map(str, r.missing_seeds)),
+                " ".join(map(str, r.failed_seeds)),
+                " ".join(f"{k}:{v}" for k, v in r.values.items()),
+            )
+        )
+        std = "–" if r.std is None else f"{100 * r.std:.2f}"
+        mean = "–" if r.mean is None else f"{100 * r.mean:.2f}"
+        cells.append(
+            (
+                ("(baseline) " if r.baseline else "") + r.label + (" †" if r.flagged else ""),
+                f"{mean} ± {std} ({r.n}/{r.expected})",
+                "–" if r.baseline else pct(r.delta, sign=True),
+                "–" if r.baseline else _p(r.p_value),
+                "–" if r.baseline else _p(r.p_holm),
+                pct(r.storage_reduction, 1),
+                r.flag or "",
+            )
+        )
+    return _table(
+        "ablation",
+        "Ablation over seeds",
+        cols,
+        rows,
+        (
+            "configuration",
+            "test accuracy % mean ± std (n/expected)",
+            "Δ vs baseline (pp)",
+            "p",
+            "p (Holm)",
+            "storage reduction",
+            "flag",
+        ),
+        cells,
+        f"Rows: configurations of the grid (factors: {', '.join(a.factors) or 'none'}), "
+        f"seeds {', '.join(map(str, a.seeds))}. "
+        f"std: sample standard deviation. p: {a.test_description} over the seeds both rows finished, "
+        "Holm-corrected over all comparisons with the baseline. † flagged: some seeds are missing or did "
+        "not finish; "
+        "the mean is over the finished seeds only.",
+    )
+
+
+def _time_steps(info: ReportInfo) -> Table | None:
+    t = info.time_steps
+    if t is None:
+        return None
+    rows = [
+        (b.label, x, m, s, n, best)
+        for b in t.bands
+        for x, m, s, n, best in zip(b.x, b.mean, b.std, b.n, b.best, strict=True)
+    ]
+    return _table(
+        "time_steps",
+        "Accuracy vs time steps T",
+        ("group", "time_steps", "mean", "std", "n", "best"),
+        rows,
+        ("group", "T", "test accuracy % mean ± std (n)", "best"),
+        [(g, f"{x:g}", f"{100 * m:.2f} ± {100 * s:.2f} ({n})", pct(best)) for g, x, m, s, n, best in rows],
+        "Finished runs grouped by T" + (f" and {t.group_by}" if t.group_by else "") + ".",
+    )
+
+
+def _layer_map(info: ReportInfo) -> Table | None:
+    m = info.layer_map
+    if m is None:
+        return None
+    show = {True: "B", False: "FP", None: "?"}
+    return _table(
+        "layer_map",
+        "Binarized layers of the front points",
+        ("layer", *m.run_ids),
+        [(layer, *row) for layer, row in zip(m.layers, m.binary, strict=True)],
+        ("layer", *m.columns),
+        [(layer, *(show[b] for b in row)) for layer, row in zip(m.layers, m.binary, strict=True)],
+        "B: binary (1-bit weights), FP: full precision, ?: not recorded. "
+        "Columns are the front points (#1 = smallest).",
+    )
+
+
+def _importances(info: ReportInfo) -> Table | None:
+    if not info.importances:
+        return None
+    rows = [
+        (imp.sweep, obj, p, v)
+        for imp in info.importances
+        for obj, values in zip(imp.objectives, imp.values, strict=True)
+        for p, v in zip(imp.params, values, strict=True)
+    ]
+    return _table(
+        "importances",
+        "Parameter importances",
+        ("sweep", "objective", "param", "importance"),
+        rows,
+        ("sweep", "objective", "parameter", "importance"),
+        [(s, o, p, f"{v:.3f}") for s, o, p, v in rows],
+        f"{info.importances[0].evaluator}; each objective's importances sum to 1.",
+    )
+
+
+def _trials(info: ReportInfo) -> Table:
+    cols = (
+        "run_id",
+        "sweep",
+        "trial",
+        "state",
+        *info.factors,
+        "seed",
+        "test_accuracy",
+        "storage_bytes",
+        "storage_reduction",
+        "best_test_accuracy",
+        "num_binarized",
+        "seconds",
+    )
+    rows = [tuple(t.get(c) for c in cols) for t in info.trials]
+    return _table(
+        "trials",
+        "All trials",
+        cols,
+        rows,
+        (
+            "run_id",
+            "sweep",
+            "state",
+            *info.factors,
+            "seed",
+            "test accuracy",
+            "storage (bytes)",
+            "reduction",
+            "seconds",
+        ),
+        [
+            (
+                t["run_id"],
+                t["sweep"],
+                t["state"],
+                *(_plain(t.get(f)) for f in info.factors),
+                _plain(t.get("seed")),
+                pct(t["test_accuracy"]),
+                num_bytes(t["storage_bytes"]),
+                pct(t["storage_reduction"], 1),
+                "–" if t["seconds"] is None else f"{t['seconds']:.1f}",
+            )
+            for t in info.trials
+        ],
+        "Every run, in the order it started; test accuracy and storage are the last logged values.",
+    )
+
+
+def build_tables(info: ReportInfo) -> dict[str, Table]:
+    """Every table of the report, by name, in the order the report shows them."""
+    tables = [
+        _counts(info),
+        _pareto(info),
+        _hypervolume(info),
+        _ablation(info),
+        _time_steps(info),
+        _layer_map(info),
+        _importances(info),
+        _trials(info),
+    ]
+    return {t.name: t for t in tables if t is not None}

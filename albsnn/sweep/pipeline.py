@@ -1,0 +1,312 @@
+"""Pipelines: one YAML file that says what a sweep trains, searches, optimises and records.
+
+    name: demo                          # sweep name (default: the file name)
+    dataset: digits                     # + data_dir, limit_train, limit_test, data_options
+    arch: tiny
+    epochs: 6
+    train: {batch_size: 64}             # any other fixed TrainConfig fields
+    search_space: ../search_spaces/demo.yaml     # relative to this file
+    objectives: {test_accuracy: max, storage_bytes: min}
+    mode: search                        # search (Optuna sampler) | ablation (grid x seeds)
+    sampler: {kind: tpe, n_startup_trials: 6}    # tpe | nsga2 | random | qmc (search mode)
+    pruner: {kind: median, n_startup_trials: 4}  # median | percentile | successive-halving |
+                                        # hyperband | wilcoxon | none
+    num_samples: 16                     # trials (search); repeats of the grid (ablation)
+    max_concurrent: 2
+    resources: {cpus: 1, gpus: 0}       # per trial; fractional gpus pack trials on one card
+    seeds: [0]                          # search: the one seed; ablation: grid x seeds
+    max_failures: 2                     # retries of a crashed trial, from its last checkpoint
+    keep_checkpoints: 2
+    storage: runs/sweeps                # Ray Tune storage path (shared by all nodes on a cluster)
+    mlflow: {experiment: albsnn-demo, tracking_uri: null}
+    report: {enabled: true, out_dir: null}
+
+Unknown keys, wrong types and values the trainer would reject are :class:`ConfigError` lines that
+name the file and the key. ``docs/sweeps.md`` documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from albsnn.errors import ConfigError
+from albsnn.sweep._yaml import read_yaml_mapping
+from albsnn.sweep.pruners import make_pruner, pruner_spec
+from albsnn.sweep.samplers import make_sampler, sampler_spec
+from albsnn.sweep.space import SearchSpace, field_types, load_search_space
+
+__all__ = ["Pipeline", "load_pipeline", "parse_pipeline", "OBJECTIVE_METRICS", "PRUNE_METRIC"]
+
+# Metrics a trial reports every epoch that a sweep may optimise.
+OBJECTIVE_METRICS = (
+    "test_accuracy",
+    "train_accuracy",
+    "train_loss",
+    "storage_bytes",
+    "storage_reduction",
+    "fp32_bytes",
+    "num_binarized",
+    "epoch_seconds",
+)
+PRUNE_METRIC = ("test_accuracy", "max")  # multi-objective sweeps prune on accuracy
+_TRAIN_KEYS = ("dataset", "data_dir", "limit_train", "limit_test", "data_options", "arch", "epochs")
+
+
+@dataclass
+class Pipeline:
+    """A parsed, validated pipeline. Paths are absolute."""
+
+    name: str
+    path: Path
+    dataset: str
+    search_space: SearchSpace
+    objectives: dict[str, str]
+    epochs: int
+    train: dict = field(default_factory=dict)  # fixed TrainConfig values (dataset, epochs, ... included)
+    mode: str = "search"
+    sampler: dict = field(default_factory=lambda: {"kind": "tpe"})
+    pruner: dict = field(default_factory=lambda: {"kind": "none"})
+    num_samples: int = 8
+    max_concurrent: int | None = None
+    resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
+    seeds: list[int] = field(default_factory=lambda: [0])
+    max_failures: int = 2
+    keep_checkpoints: int = 2
+    storage: Path = Path("runs/sweeps")
+    experiment: str = ""
+    tracking_uri: str | None = None
+    report: dict = field(default_factory=lambda: {"enabled": True, "out_dir": None})
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.objectives)
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.objectives.values())
+
+    @property
+    def prune_on(self) -> tuple[str, str]:
+        """(metric, mode) the pruner sees: the objective of a single-objective sweep, else accuracy."""
+        if len(self.objectives) == 1:
+            return next(iter(self.objectives.items()))
+        return PRUNE_METRIC
+
+    def base_config(self) -> dict:
+        """Fixed TrainConfig values shared by every trial (search-space values are added per trial)."""
+        seed = {"seed": self.seeds[0]} if self.mode == "search" else {}
+        return {**self.train, **seed}
+
+    def param_space(self) -> dict:
+        """The Ray Tune ``param_space``: fixed values, search-space domains and (ablation) the seeds grid."""
+        from ray import tune
+
+        space = {**self.base_config(), **self.search_space.to_ray()}
+        if self.mode == "ablation":
+            space["seed"] = tune.grid_search(list(self.seeds))
+        return space
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["path"], d["storage"] = str(self.path), str(self.storage)
+        d["search_space"] = str(self.search_space.path)
+        return d
+
+
+_KEYS = {
+    "name": str,
+    "dataset": str,
+    "data_dir": (str, type(None)),
+    "limit_train": (int, type(None)),
+    "limit_test": (int, type(None)),
+    "data_options": dict,
+    "arch": (str, type(None)),
+    "epochs": int,
+    "train": dict,
+    "search_space": str,
+    "objectives": dict,
+    "mode": str,
+    "sampler": (str, dict, type(None)),
+    "pruner": (str, dict, type(None)),
+    "num_samples": int,
+    "max_concurrent": (int, type(None)),
+    "resources": dict,
+    "seeds": (list, int),
+    "max_failures": int,
+    "keep_checkpoints": int,
+    "storage": str,
+    "mlflow": dict,
+    "report": dict,
+}
+_REQUIRED = ("dataset", "epochs", "search_space", "objectives")
+
+
+def load_pipeline(
+    path: str | Path, *, num_samples: int | None = None, experiment: str | None = None
+) -> Pipeline:
+    """Read and validate a pipeline file (and its search space); CLI overrides apply on top."""
+    path = Path(path).resolve()
+    return parse_pipeline(
+        read_yaml_mapping(path, "pipeline"), path, num_samples=num_samples, experiment=experiment
+    )
+
+
+def parse_pipeline(
+    data: dict, path: Path, *, num_samples: int | None = None, experiment: str | None = None
+) -> Pipeline:
+    where = str(path)
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown pipeline key(s) {unknown}; known keys: {sorted(_KEYS)}")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+    for key, kinds in _KEYS.items():
+        if key in data and (not isinstance(data[key], kinds) or isinstance(data[key], bool)):
+            expected = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
+            raise ConfigError(f"{where}: {key} must be {expected}, but got {data[key]!r}")
+
+    mode = data.get("mode", "search")
+    if mode not in ("search", "ablation"):
+        raise ConfigError(f"{where}: mode must be search or ablation, but got {mode!r}")
+    space_path = (path.parent / data["search_space"]).resolve()
+    space = load_search_space(space_path)
+    space.check_mode(mode)
+
+    objectives = _objectives(where, data["objectives"])
+    epochs = data["epochs"]
+    seeds = data.get("seeds", [0])
+    seeds = [seeds] if isinstance(seeds, int) else seeds
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers, but got {seeds!r}")
+    if mode == "search" and len(seeds) != 1:
+        raise ConfigError(
+            f"{where}: search mode takes one seed, but got seeds={seeds}; repeat seeds with mode: ablation"
+        )
+    if mode == "ablation" and "sampler" in data:
+        raise ConfigError(f"{where}: sampler applies to search mode only (ablation enumerates a grid)")
+
+    train = _train_values(where, data, space)
+    samples = (
+        num_samples if num_samples is not None else data.get("num_samples", 8 if mode == "search" else 1)
+    )
+    if samples < 1:
+        raise ConfigError(f"{where}: num_samples must be >= 1, but got {samples}")
+    pruner = pruner_spec(data.get("pruner"), where)
+    make_pruner(pruner, epochs, where)  # validates the options now, not after the cluster starts
+    sampler = sampler_spec(data.get("sampler"), where)
+    if mode == "search":
+        make_sampler(sampler, seeds[0], where)
+
+    resources = _resources(where, data.get("resources", {}))
+    max_concurrent = data.get("max_concurrent")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError(f"{where}: max_concurrent must be >= 1, but got {max_concurrent}")
+    for key in ("max_failures", "keep_checkpoints"):
+        if key in data and data[key] < (0 if key == "max_failures" else 1):
+            raise ConfigError(f"{where}: {key} is out of range: {data[key]}")
+
+    name = data.get("name", path.stem)
+    mlflow = _section(
+        where, "mlflow", data.get("mlflow", {}), {"experiment": str, "tracking_uri": (str, type(None))}
+    )
+    report = _section(
+        where, "report", data.get("report", {}), {"enabled": bool, "out_dir": (str, type(None))}
+    )
+    return Pipeline(
+        name=name,
+        path=path,
+        dataset=data["dataset"],
+        search_space=space,
+        objectives=objectives,
+        epochs=epochs,
+        train=train,
+        mode=mode,
+        sampler=sampler,
+        pruner=pruner,
+        num_samples=samples,
+        max_concurrent=max_concurrent,
+        resources=resources,
+        seeds=list(seeds),
+        max_failures=data.get("max_failures", 2),
+        keep_checkpoints=data.get("keep_checkpoints", 2),
+        storage=Path(data.get("storage", "runs/sweeps")).expanduser().resolve(),
+        experiment=experiment or mlflow.get("experiment") or f"albsnn-{name}",
+        tracking_uri=mlflow.get("tracking_uri"),
+        report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
+    )
+
+
+def _objectives(where: str, objectives: dict) -> dict[str, str]:
+    if not objectives:
+        raise ConfigError(f"{where}: objectives must name at least one metric, e.g. {{test_accuracy: max}}")
+    for metric, mode in objectives.items():
+        if metric not in OBJECTIVE_METRICS:
+            raise ConfigError(
+                f"{where}: objective {metric!r} is not a metric trials report; "
+                f"use one of {list(OBJECTIVE_METRICS)}"
+            )
+        if mode not in ("max", "min"):
+            raise ConfigError(f"{where}: objective {metric} must be max or min, but got {mode!r}")
+    return dict(objectives)
+
+
+def _train_values(where: str, data: dict, space: SearchSpace) -> dict:
+    """The fixed TrainConfig values; checked by TrainConfig itself and against the search space."""
+    from albsnn.data import dataset_info
+    from albsnn.train import TrainConfig
+
+    train = dict(data.get("train", {}))
+    types = field_types()
+    for key in train:
+        if key not in types:
+            raise ConfigError(
+                f"{where}: train.{key}: the trainer does not take {key!r} (not a TrainConfig field)"
+            )
+        if key in ("out", "seed", *_TRAIN_KEYS):
+            raise ConfigError(f"{where}: train.{key}: set {key} as a top-level pipeline key, not under train")
+    for key in _TRAIN_KEYS:
+        if key in data:
+            train[key] = data[key]
+    if "data_dir" in train and train["data_dir"] is not None:
+        train["data_dir"] = str(Path(train["data_dir"]).expanduser().resolve())
+    clash = sorted(set(train) & set(space.names))
+    if clash:
+        raise ConfigError(f"{where}: {clash} are both fixed in the pipeline and in the search space")
+    dataset_info(train["dataset"])
+    if train["epochs"] < 1:
+        raise ConfigError(f"{where}: epochs must be >= 1, but got {train['epochs']}")
+    try:
+        TrainConfig.from_dict(train)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    except TypeError as e:
+        raise ConfigError(f"{where}: train: {e}") from None
+    return train
+
+
+def _resources(where: str, resources: dict) -> dict:
+    unknown = sorted(set(resources) - {"cpus", "gpus"})
+    if unknown:
+        raise ConfigError(f"{where}: resources takes cpus and gpus, but got {unknown}")
+    cpus, gpus = resources.get("cpus", 1), resources.get("gpus", 0)
+    for key, value in (("cpus", cpus), ("gpus", gpus)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where}: resources.{key} must be a number >= 0, but got {value!r}")
+    if cpus <= 0:
+        raise ConfigError(f"{where}: resources.cpus must be > 0, but got {cpus}")
+    if gpus > 1 and gpus != int(gpus):
+        raise ConfigError(f"{where}: resources.gpus above 1 must be a whole number, but got {gpus}")
+    return {"cpus": cpus, "gpus": gpus}
+
+
+def _section(where: str, name: str, values: dict, keys: dict) -> dict:
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} under {name}; known: {sorted(keys)}")
+    for key, kinds in keys.items():
+        if key in values and not isinstance(values[key], kinds):
+            raise ConfigError(f"{where}: {name}.{key} has the wrong type: {values[key]!r}")
+    return values

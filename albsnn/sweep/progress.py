@@ -1,0 +1,104 @@
+"""One line per trial event and a periodic tally: what ``albsnn sweep`` shows while it runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from albsnn.sweep._imports import require
+
+__all__ = ["ProgressPrinter"]
+
+_tune = require("ray.tune")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class ProgressPrinter(_tune.Callback):
+    """Print trial starts, prunes, finishes, failures and retries, and a tally every ``every_s``.
+
+    Args:
+        total: the number of trials the sweep will run (for ``[k/total]``).
+        param_names: config keys shown for each trial.
+        trial_state: ``fn(ray_trial_id) -> "PRUNED" | None``.
+        every_s: seconds between tallies.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        param_names: list[str],
+        trial_state: Callable[[str], str | None] | None = None,
+        every_s: float = 30.0,
+    ):
+        self.total = total
+        self.param_names = param_names
+        self.trial_state = trial_state
+        self.every_s = every_s
+        self._start = time.monotonic()
+        self._last_tally = time.monotonic()
+        self._done: dict[str, str] = {}
+
+    def setup(self, **info) -> None:
+        # Also after Tuner.restore, where this object comes from the pickled tuner.
+        self._start = self._last_tally = time.monotonic()
+        self._done = {}
+        self._seen = False
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if not getattr(self, "_seen", True):  # a resumed sweep: count the trials that ended before
+            self._seen = True
+            for t in trials:
+                if t.status in ("TERMINATED", "ERROR"):
+                    self._done[t.trial_id] = "ENDED"
+
+    def _print(self, text: str) -> None:
+        elapsed = time.monotonic() - self._start
+        print(f"[{elapsed:6.0f}s] {text}", file=sys.stdout, flush=True)
+
+    def _name(self, trial) -> str:
+        params = " ".join(f"{k}={_fmt(trial.config[k])}" for k in self.param_names if k in trial.config)
+        return f"{trial.trial_id} ({params})" if params else trial.trial_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._print(f"start    {self._name(trial)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        state = (self.trial_state(trial.trial_id) if self.trial_state else None) or "FINISHED"
+        self._done[trial.trial_id] = state
+        word = "pruned  " if state == "PRUNED" else "finished"
+        acc, size = last.get("test_accuracy"), last.get("storage_bytes")
+        detail = f"epoch {last.get('epoch')}"
+        if acc is not None:
+            detail += f", test_accuracy {acc:.4f}"
+        if size is not None:
+            detail += f", {size / 1024:.1f} KiB"
+        self._print(f"{word} {trial.trial_id} [{len(self._done)}/{self.total}] {detail}")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._done[trial.trial_id] = "FAILED"
+        where = getattr(trial, "error_file", None) or ""
+        self._print(f"FAILED   {trial.trial_id} [{len(self._done)}/{self.total}]: {where}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._print(f"retry    {trial.trial_id}: crashed, restarting from its last checkpoint")
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() - self._last_tally < self.every_s:
+            return
+        self._last_tally = time.monotonic()
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        pruned = sum(1 for s in self._done.values() if s == "PRUNED")
+        self._print(
+            f"tally    running {counts.get('RUNNING', 0)}, pending {counts.get('PENDING', 0)}, "
+            f"finished {counts.get('TERMINATED', 0) - pruned}, pruned {pruned}, "
+            f"failed {counts.get('ERROR', 0)}"
+        )

@@ -1,0 +1,90 @@
+"""Pruners by name: the pipeline's ``pruner`` entry -> an Optuna pruner (pruning stays Optuna's).
+
+``pruner: median`` or ``pruner: {kind: median, n_startup_trials: 4, n_warmup_steps: 2}``; the other
+keys are the Optuna class's own arguments. A step is an epoch, so ``successive-halving`` and
+``hyperband`` default to ``min_resource=1`` and ``max_resource=epochs``.
+
+The pruner is asked by :class:`~albsnn.sweep.scheduler.OptunaPrunerScheduler` after every epoch.
+``deterministic`` is the test double (:class:`~albsnn.sweep.testing.DeterministicPruner`).
+
+    >>> make_pruner({"kind": "percentile", "percentile": 40.0}, epochs=6)
+    <optuna.pruners._percentile.PercentilePruner object at ...>
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from albsnn.errors import ConfigError
+from albsnn.sweep._imports import require
+
+__all__ = ["PRUNERS", "make_pruner", "pruner_spec"]
+
+
+def _median(epochs: int, **kw):
+    return require("optuna.pruners").MedianPruner(**kw)
+
+
+def _percentile(epochs: int, percentile: float = 25.0, **kw):
+    return require("optuna.pruners").PercentilePruner(percentile, **kw)
+
+
+def _successive_halving(epochs: int, min_resource: int | str = 1, **kw):
+    return require("optuna.pruners").SuccessiveHalvingPruner(min_resource=min_resource, **kw)
+
+
+def _hyperband(epochs: int, min_resource: int = 1, max_resource: int | str | None = None, **kw):
+    pruners = require("optuna.pruners")
+    return pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_resource or epochs, **kw)
+
+
+def _wilcoxon(epochs: int, **kw):
+    return require("optuna.pruners").WilcoxonPruner(**kw)
+
+
+def _none(epochs: int):
+    return require("optuna.pruners").NopPruner()
+
+
+def _deterministic(epochs: int, **kw):
+    from albsnn.sweep.testing import DeterministicPruner
+
+    return DeterministicPruner(**kw)
+
+
+# name -> factory(epochs, **options)
+PRUNERS: dict[str, Callable] = {
+    "median": _median,
+    "percentile": _percentile,
+    "successive-halving": _successive_halving,
+    "hyperband": _hyperband,
+    "wilcoxon": _wilcoxon,
+    "none": _none,
+    "deterministic": _deterministic,
+}
+
+
+def pruner_spec(spec: object, where: str = "pipeline") -> dict:
+    """Normalise ``"median"`` / ``{kind: median, ...}`` / ``None`` to ``{"kind": ..., **options}``."""
+    if spec is None:
+        return {"kind": "none"}
+    if isinstance(spec, str):
+        spec = {"kind": spec}
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ConfigError(f"{where}: pruner must be a name or {{kind: NAME, ...options}}, but got {spec!r}")
+    if spec["kind"] not in PRUNERS:
+        raise ConfigError(f"{where}: unknown pruner {spec['kind']!r}; use one of {list(PRUNERS)}")
+    return dict(spec)
+
+
+def make_pruner(spec: object, epochs: int, where: str = "pipeline"):
+    """The Optuna pruner for ``spec``; a bad option is a :class:`ConfigError` listing the valid ones."""
+    spec = pruner_spec(spec, where)
+    kind, options = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
+    factory = PRUNERS[kind]
+    try:
+        inspect.signature(factory).bind(epochs, **options)
+        return factory(epochs, **options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: pruner {kind}: {e}") from None

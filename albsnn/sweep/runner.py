@@ -1,0 +1,543 @@
+"""Run a pipeline on Ray Tune: validate, connect, record in MLflow, search or enumerate, resume.
+
+:func:`run_sweep` is what ``albsnn sweep`` calls. Order matters: the pipeline, the search space,
+the tracking server and the Ray address are all checked before anything is written to MLflow, so
+bad input leaves no trace.
+
+A sweep lives in ``<storage>/<pipeline name>/<sweep id>/`` (the Ray Tune experiment folder):
+``sweep.json`` (what ``--resume`` needs), copies of the pipeline and search-space files, the Optuna
+journal ``optuna.journal`` (search study ``<sweep id>``, pruning study ``<sweep id>.pruning``;
+``optuna-dashboard`` opens it), Ray's trial folders, and ``trials/<trial id>/epoch-NNNN`` (each
+trial's last reported checkpoint).
+
+    from albsnn.sweep import run_sweep
+    result = run_sweep("pipelines/demo.yaml")
+    print(result.counts)            # {"FINISHED": 10, "PRUNED": 6, "FAILED": 0}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from albsnn.errors import ConfigError
+from albsnn.sweep._imports import require
+from albsnn.sweep._yaml import read_yaml_mapping
+from albsnn.sweep.pipeline import Pipeline, load_pipeline, parse_pipeline
+
+__all__ = ["SweepResult", "run_sweep", "find_sweep", "SWEEP_FILE", "JOURNAL_FILE"]
+
+SWEEP_FILE = "sweep.json"
+JOURNAL_FILE = "optuna.journal"
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or interrupted) sweep reports."""
+
+    sweep_id: str
+    sweep_dir: Path
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    tracking_uri: str
+    counts: dict[str, int] = field(default_factory=dict)  # FINISHED / PRUNED / FAILED (MLflow tags)
+    ray_trials: int = 0
+    interrupted: bool = False
+    optuna_storage: Path | None = None
+    optuna_study: str | None = None
+    report_path: Path | None = None
+    report_error: str | None = None
+    wall_seconds: float = 0.0
+
+    def summary(self) -> str:
+        c = self.counts
+        lines = [
+            f"experiment:    {self.experiment} (id {self.experiment_id}) at {self.tracking_uri}",
+            f"parent run:    {self.parent_run_id}",
+            f"trials:        {c.get('FINISHED', 0)} finished, {c.get('PRUNED', 0)} pruned, "
+            f"{c.get('FAILED', 0)} failed ({self.ray_trials} Ray trials, {self.wall_seconds:.0f} s)",
+            f"sweep folder:  {self.sweep_dir}",
+        ]
+        if self.optuna_storage:
+            lines.append(f"optuna study:  {self.optuna_study} in {self.optuna_storage}")
+        if self.report_path:
+            lines.append(f"report:        {self.report_path}")
+        else:
+            why = f" ({self.report_error})" if self.report_error else ""
+            lines.append(
+                f"report:        not generated{why}; run: albsnn report --parent-run {self.parent_run_id} "
+                f"--tracking-uri {shlex.quote(self.tracking_uri)}"
+            )
+        if self.interrupted:
+            lines.append("interrupted:   continue with the same command plus --resume")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- finding / describing sweeps
+
+
+def find_sweep(pipeline: Pipeline) -> Path:
+    """The newest sweep folder of ``pipeline`` (for ``--resume``); a ConfigError when there is none."""
+    root = pipeline.storage / pipeline.name
+    candidates = (
+        sorted(root.glob(f"*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    )
+    if not candidates:
+        raise ConfigError(
+            f"--resume: no sweep of pipeline {pipeline.name!r} under {root}; start one without --resume"
+        )
+    return candidates[-1].parent
+
+
+def _read_sweep_file(sweep_dir: Path) -> dict:
+    try:
+        return json.loads((sweep_dir / SWEEP_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--resume: {sweep_dir / SWEEP_FILE} is unreadable ({e})") from None
+
+
+def _resumed_pipeline(info: dict, sweep_dir: Path) -> Pipeline:
+    """The pipeline as it was when the sweep started (its copies, not today's files)."""
+    data = read_yaml_mapping(sweep_dir / "pipeline.yaml", "pipeline")
+    data.update(info["overrides"])
+    return parse_pipeline(
+        data, Path(info["pipeline"]), num_samples=info["num_samples"], experiment=info["experiment"]
+    )
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def _check_address(address: str) -> None:
+    """Fail fast, naming the address, when a ``ray://host:port`` or ``host:port`` does not answer."""
+    if address == "auto":
+        return
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise ConfigError(f"Ray address {address!r} is not auto, ray://HOST:PORT or HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address} ({e.strerror or e}); "
+            "start it with `ray start --head` "
+            "or check the address"
+        ) from None
+
+
+def _connect_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join ``address`` or start a local Ray; returns True when this call started/joined Ray."""
+    ray = require("ray")
+    require("ray.tune")
+    if address:
+        _check_address(address)
+    if ray.is_initialized():  # e.g. a test session's cluster, or a notebook's
+        return False
+    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address:
+        try:  # worker output stays on (with ray:// the sweep's own progress lines come through it)
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError, ImportError) as e:  # ray:// needs ray[client]
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {str(e).splitlines()[0]}") from None
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=num_cpus, log_to_driver=False, **kwargs)
+    return True
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    pipeline: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    num_samples: int | None = None,
+    experiment: str | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    num_cpus: int | None = None,
+    fail_once_at_epoch: int | None = None,
+) -> SweepResult:
+    """Run (or with ``resume``, continue) the sweep that ``pipeline`` describes.
+
+    Args:
+        pipeline: path of the pipeline YAML.
+        tracking_uri: MLflow URI; default: the pipeline's, else ``sqlite:///<cwd>/mlflow.db``.
+        address: ``auto`` or ``ray://host:port`` to join a cluster; None starts a local Ray (unless
+            one is already initialised in this process, which is then used).
+        resume: continue the newest sweep of this pipeline via ``Tuner.restore``.
+        num_samples: override the pipeline's ``num_samples`` (new sweeps only).
+        experiment: override the MLflow experiment name (new sweeps only).
+        command: the command line recorded as ``albsnn.command``.
+        progress: print trial events while running.
+        num_cpus: CPUs of a locally started Ray (default: all).
+        fail_once_at_epoch: tests only: every trial raises once at this epoch on its first attempt.
+
+    Returns:
+        a :class:`SweepResult`; a :class:`ConfigError` for bad input, before anything is recorded.
+    """
+    from albsnn import tracking
+
+    started = time.monotonic()
+    pipeline_path = Path(pipeline).resolve()
+    current = load_pipeline(pipeline_path, num_samples=num_samples, experiment=experiment)
+    if resume:
+        sweep_dir = find_sweep(current)
+        info = _read_sweep_file(sweep_dir)
+        pipe = _resumed_pipeline(info, sweep_dir)
+        uri = tracking_uri or info["tracking_uri"]
+    else:
+        pipe, info = current, None
+        uri = tracking_uri or current.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_tracking_uri(uri)
+    require("mlflow")
+    require("optuna")
+    if resume:
+        _check_parent(uri, info)
+    owns_ray = _connect_ray(address, num_cpus)
+    try:
+        if resume:
+            result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
+        else:
+            cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+            result = _start(pipe, uri, cmd, progress, fail_once_at_epoch)
+    finally:
+        if owns_ray:
+            require("ray").shutdown()
+    result.wall_seconds = time.monotonic() - started
+    return result
+
+
+def _check_parent(uri: str, info: dict) -> None:
+    mlflow = require("mlflow")
+    try:
+        mlflow.MlflowClient(uri).get_run(info["parent_run_id"])
+    except Exception as e:  # MlflowException: the run is gone (another database?)
+        raise ConfigError(
+            f"--resume: the sweep's parent run {info['parent_run_id']} is not in {uri} "
+            f"({str(e).splitlines()[0]})"
+        ) from None
+
+
+def _start(
+    pipe: Pipeline, uri: str, command: str, progress: bool, fail_once_at_epoch: int | None
+) -> SweepResult:
+    from albsnn import tracking
+
+    sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = pipe.storage / pipe.name / sweep_id
+    while sweep_dir.exists():  # two sweeps started within a second
+        sweep_id += "x"
+        sweep_dir = pipe.storage / pipe.name / sweep_id
+    sweep_dir.mkdir(parents=True)
+    shutil.copy2(pipe.path, sweep_dir / "pipeline.yaml")
+    shutil.copy2(pipe.search_space.path, sweep_dir / "search_space.yaml")
+    journal = sweep_dir / JOURNAL_FILE
+
+    experiment_id = tracking.ensure_experiment(uri, pipe.experiment)
+    tags = {
+        "albsnn.pipeline": str(pipe.path),
+        "albsnn.pipeline_name": pipe.name,
+        "albsnn.dataset": pipe.dataset,
+        "albsnn.mode": pipe.mode,
+        "albsnn.objectives": json.dumps(pipe.objectives),
+        "albsnn.search_space": str(pipe.search_space.path),
+        "albsnn.search_space_types": json.dumps({**pipe.search_space.types(), "seed": "int"}),
+        "albsnn.sweep_dir": str(sweep_dir),
+        "albsnn.pruner": json.dumps(pipe.pruner),
+        "albsnn.prune_metric": pipe.prune_on[0],
+        "albsnn.num_samples": str(pipe.num_samples),
+        "albsnn.base_config": json.dumps(pipe.base_config(), sort_keys=True),
+        **tracking.provenance_tags(command=command),
+    }
+    if pipe.mode == "search":
+        tags.update({"albsnn.optuna_storage": str(journal), "albsnn.optuna_study": sweep_id})
+        tags["albsnn.sampler"] = json.dumps(pipe.sampler)
+    parent = tracking.start_parent_run(
+        uri,
+        experiment_id,
+        sweep_id,
+        tags,
+        artifacts=[sweep_dir / "pipeline.yaml", sweep_dir / "search_space.yaml"],
+    )
+    overrides = {"search_space": str(sweep_dir / "search_space.yaml"), "storage": str(pipe.storage)}
+    if pipe.train.get("data_dir"):
+        overrides["data_dir"] = pipe.train["data_dir"]
+    info = {
+        "sweep_id": sweep_id,
+        "pipeline": str(pipe.path),
+        "overrides": overrides,
+        "num_samples": pipe.num_samples,
+        "experiment": pipe.experiment,
+        "experiment_id": experiment_id,
+        "parent_run_id": parent,
+        "tracking_uri": uri,
+        "optuna_storage": str(journal),
+        "optuna_study": sweep_id if pipe.mode == "search" else None,
+        "pruning_study": f"{sweep_id}.pruning",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1))
+    if progress:
+        print(
+            f"sweep {sweep_id}: {_describe(pipe)}\n  folder {sweep_dir}\n  MLflow {uri}, parent run {parent}"
+        )
+
+    tune = require("ray.tune")
+    _quiet_tune()
+    scheduler, searcher = _scheduler_and_searcher(pipe, info, journal)
+    names = [*pipe.search_space.names, "seed"]
+    trial_state = scheduler.trial_state if scheduler is not None else None
+    callbacks = [
+        *_loggers(),
+        tracking.MlflowTrialCallback(
+            uri,
+            experiment_id,
+            parent,
+            param_names=names,
+            trial_state=trial_state,
+            trial_number=searcher.trial_number if searcher is not None else None,
+        ),
+    ]
+    if progress:
+        from albsnn.sweep.progress import ProgressPrinter
+
+        total = pipe.num_samples * (_grid_size(pipe) if pipe.mode == "ablation" else 1)
+        callbacks.append(ProgressPrinter(total, pipe.search_space.names + ["seed"], trial_state))
+    tuner = tune.Tuner(
+        _trainable(pipe, sweep_dir, fail_once_at_epoch),
+        param_space=pipe.param_space(),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=pipe.num_samples,
+            max_concurrent_trials=pipe.max_concurrent,
+            # One worker process runs trial after trial: torch/sklearn imports and data loading
+            # (several seconds on a small CPU) are paid once per worker, not once per trial.
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id,
+            storage_path=str(pipe.storage / pipe.name),
+            failure_config=tune.FailureConfig(max_failures=pipe.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=pipe.keep_checkpoints),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+    return _fit(tuner, pipe, sweep_dir, info, uri)
+
+
+def _resume(
+    pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, progress: bool, fail_once_at_epoch: int | None
+) -> SweepResult:
+    from albsnn import tracking
+
+    tune = require("ray.tune")
+    _quiet_tune()
+    if not tune.Tuner.can_restore(str(sweep_dir)):
+        raise ConfigError(f"--resume: {sweep_dir} holds no Ray Tune experiment state to restore")
+    tracking.reopen_run(uri, info["parent_run_id"])
+    if progress:
+        print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
+    tuner = tune.Tuner.restore(
+        str(sweep_dir),
+        _trainable(pipe, sweep_dir, fail_once_at_epoch),
+        resume_unfinished=True,
+        resume_errored=False,
+        param_space=pipe.param_space(),
+    )
+    return _fit(tuner, pipe, sweep_dir, info, uri)
+
+
+def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str) -> SweepResult:
+    from albsnn import tracking
+
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        tracking.end_run(uri, info["parent_run_id"], "KILLED")
+        raise
+    except Exception:
+        tracking.end_run(uri, info["parent_run_id"], "FAILED")
+        raise
+    trials = _ray_trials(sweep_dir)
+    interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
+    if trials and not interrupted:  # an interrupted sweep's RUNNING trials are still wanted
+        _close_orphans(info, set(trials))
+    result = SweepResult(
+        sweep_id=info["sweep_id"],
+        sweep_dir=sweep_dir,
+        experiment=info["experiment"],
+        experiment_id=info["experiment_id"],
+        parent_run_id=info["parent_run_id"],
+        tracking_uri=uri,
+        counts=_counts(uri, info),
+        ray_trials=len(trials) or len(grid),
+        interrupted=interrupted,
+        optuna_storage=Path(info["optuna_storage"]) if info.get("optuna_study") else None,
+        optuna_study=info.get("optuna_study"),
+    )
+    if not interrupted and pipe.report.get("enabled", True):
+        _report(result, pipe)
+    tracking.end_run(uri, info["parent_run_id"], "KILLED" if interrupted else "FINISHED")
+    return result
+
+
+def _ray_trials(sweep_dir: Path) -> dict[str, str]:
+    """``{trial id: status}`` from the newest Tune experiment state of ``sweep_dir``."""
+    states = sorted(sweep_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    tune = require("ray.tune")
+    try:
+        analysis = tune.ExperimentAnalysis(str(sweep_dir))
+    except Exception:  # unreadable state: counts from MLflow still stand
+        return {}
+    return {t.trial_id: t.status for t in analysis.trials}
+
+
+def _close_orphans(info: dict, ray_trial_ids: set[str]) -> None:
+    """Optuna trials still RUNNING with no Ray trial behind them (a driver killed mid-suggest): FAIL."""
+    optuna = require("optuna")
+    from albsnn.sweep.scheduler import open_journal
+
+    journal = Path(info["optuna_storage"])
+    if not journal.exists():
+        return
+    storage = open_journal(journal)
+    names = {s.study_name for s in storage.get_all_studies()}
+    for study_name in (info.get("optuna_study"), info.get("pruning_study")):
+        if study_name not in names:
+            continue
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("ray_trial_id") not in ray_trial_ids:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _counts(uri: str, info: dict) -> dict[str, int]:
+    from albsnn import tracking
+
+    counts = {"FINISHED": 0, "PRUNED": 0, "FAILED": 0}
+    for run in tracking.child_runs(uri, info["experiment_id"], info["parent_run_id"]):
+        state = run.data.tags.get("albsnn.trial_state", "RUNNING")
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def _report(result: SweepResult, pipe: Pipeline) -> None:
+    try:
+        from albsnn.report import generate_report
+    except ImportError as e:
+        result.report_error = f"albsnn.report is not available: {e}"
+        return
+    try:
+        result.report_path = Path(
+            generate_report(
+                result.tracking_uri,
+                parent_run_id=result.parent_run_id,
+                out_dir=pipe.report.get("out_dir"),
+            )
+        )
+    except Exception as e:  # the sweep is recorded either way; say why and how to retry
+        _log.exception("report generation failed")
+        result.report_error = f"{type(e).__name__}: {e}"
+
+
+def _scheduler_and_searcher(pipe: Pipeline, info: dict, journal: Path):
+    from albsnn.sweep.pruners import make_pruner
+    from albsnn.sweep.samplers import make_sampler
+    from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
+    from albsnn.sweep.search import StudySearch
+
+    scheduler = None
+    if pipe.pruner["kind"] != "none":
+        metric, mode = pipe.prune_on
+        scheduler = OptunaPrunerScheduler(
+            make_pruner(pipe.pruner, pipe.epochs),
+            journal,
+            info["pruning_study"],
+            metric=metric,
+            mode=mode,
+            max_step=pipe.epochs,
+        )
+    searcher = None
+    if pipe.mode == "search":
+        single = len(pipe.objectives) == 1
+        searcher = StudySearch(
+            metric=pipe.metrics[0] if single else pipe.metrics,
+            mode=pipe.modes[0] if single else pipe.modes,
+            sampler=make_sampler(pipe.sampler, pipe.seeds[0]),
+            study_name=info["optuna_study"],
+            storage=open_journal(journal),
+            is_pruned=scheduler.is_pruned if scheduler is not None else None,
+        )
+    return scheduler, searcher
+
+
+def _trainable(pipe: Pipeline, sweep_dir: Path, fail_once_at_epoch: int | None):
+    tune = require("ray.tune")
+    from albsnn.sweep.trainable import TrialOptions, run_trial
+
+    options = TrialOptions(str(sweep_dir), pipe.resources["cpus"], fail_once_at_epoch)
+    resources = {"cpu": pipe.resources["cpus"], "gpu": pipe.resources["gpus"]}
+    return tune.with_resources(tune.with_parameters(run_trial, options=options), resources)
+
+
+def _quiet_tune() -> None:
+    # num_to_keep makes Tune snapshot its state whenever a trial rotates checkpoints (that keeps the
+    # checkpoint a restore needs on disk); with epochs of a second, it warns about that every time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Our ProgressPrinter replaces Tune's tables; MLflow replaces TensorBoard (which warns about the
+    # list-valued `binarized_layers`). Tune's JSON/CSV result files are kept (see _loggers).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    require("optuna").logging.set_verbosity(logging.WARNING)
+
+
+def _loggers() -> list:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [JsonLoggerCallback(), CSVLoggerCallback()]
+
+
+def _trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def _grid_size(pipe: Pipeline) -> int:
+    size = len(pipe.seeds)
+    for p in pipe.search_space.params:
+        if p.kind == "grid":
+            size *= len(p.values)
+    return size
+
+
+def _describe(pipe: Pipeline) -> str:
+    objectives = ", ".join(f"{k} {v}" for k, v in pipe.objectives.items())
+    if pipe.mode == "search":
+        how = f"search, {pipe.num_samples} trials, sampler {pipe.sampler['kind']}"
+    else:
+        how = f"ablation, {_grid_size(pipe) * pipe.num_samples} trials"
+    return (
+        f"{pipe.dataset}, {pipe.epochs} epochs, {how}, pruner {pipe.pruner['kind']}, objectives {objectives}"
+    )

@@ -1,0 +1,181 @@
+"""An Optuna pruner as a Ray Tune trial scheduler (the pruning decision stays Optuna's).
+
+Ray's ``OptunaSearch`` builds its study with a ``NopPruner`` and never asks ``should_prune``, and a
+trial that a Ray scheduler stops is told to Optuna as COMPLETE with its partial accuracy, which
+biases the sampler and the Pareto front. :class:`OptunaPrunerScheduler` closes that gap:
+
+* every epoch's value of the pruning metric (``test_accuracy`` for multi-objective sweeps) is
+  reported to a single-objective *pruning study* in the sweep's Optuna journal, one Optuna trial per
+  Ray trial (user attribute ``ray_trial_id``);
+* the configured Optuna pruner judges that trial (``Trial.should_prune``); when it says prune, the
+  scheduler returns ``STOP`` and tells the pruning study PRUNED;
+* :meth:`is_pruned` lets :class:`~albsnn.sweep.search.StudySearch` record the trial as PRUNED in the
+  search study and the MLflow callback end its run KILLED.
+
+The pruning study lives in the journal file, not in this object: Ray does not checkpoint
+schedulers, and after ``Tuner.restore`` this scheduler finds its trials again by ``ray_trial_id``.
+A trial that was pruned just before the driver died is stopped again on its first result.
+
+    scheduler = OptunaPrunerScheduler(optuna.pruners.MedianPruner(), storage_file, "demo.pruning")
+    Tuner(..., tune_config=TuneConfig(scheduler=scheduler, ...))
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from albsnn.sweep._imports import require
+
+__all__ = ["OptunaPrunerScheduler", "open_journal"]
+
+_tune_schedulers = require("ray.tune.schedulers")
+_log = logging.getLogger(__name__)
+RAY_TRIAL_ID = "ray_trial_id"
+
+
+def open_journal(path: str | Path):
+    """An Optuna ``JournalStorage`` over the file ``path`` (what ``optuna-dashboard`` opens)."""
+    storages = require("optuna.storages")
+    journal = require("optuna.storages.journal")
+    return storages.JournalStorage(journal.JournalFileBackend(str(path)))
+
+
+class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
+    """Ask an Optuna pruner after every reported epoch; stop the trials it prunes.
+
+    Args:
+        pruner: any ``optuna.pruners.BasePruner``.
+        storage_path: absolute path of the Optuna journal file that holds the pruning study.
+        study_name: name of the pruning study (created on first use, reloaded after a restore).
+        metric: the reported metric the pruner judges.
+        mode: ``"max"`` or ``"min"``.
+        step_key: the reported value used as the step (the epoch, 1-based).
+        max_step: the last step (the sweep's ``epochs``): a trial that reached it has spent its
+            compute, so it is never pruned there (its value is still reported).
+    """
+
+    def __init__(
+        self,
+        pruner,
+        storage_path: str | Path,
+        study_name: str,
+        metric: str = "test_accuracy",
+        mode: str = "max",
+        step_key: str = "epoch",
+        max_step: int | None = None,
+    ):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', but got {mode=}")
+        self.pruner = pruner
+        self.storage_path = str(storage_path)
+        self.study_name = study_name
+        self._metric = metric
+        self.mode = mode
+        self.step_key = step_key
+        self.max_step = max_step
+        self._study = None
+        self._trials: dict[str, object] = {}  # ray trial id -> optuna.trial.Trial
+        self.pruned: dict[str, int] = {}  # ray trial id -> epoch it was pruned at
+
+    # Ray pickles schedulers into tuner.pkl; the study is reopened from the journal when needed.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_study"], state["_trials"], state["pruned"] = None, {}, {}
+        return state
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # the pruning metric is ours, whatever the searcher optimises
+
+    @property
+    def study(self):
+        if self._study is None:
+            optuna = require("optuna")
+            self._study = optuna.create_study(
+                storage=open_journal(self.storage_path),
+                study_name=self.study_name,
+                pruner=self.pruner,
+                direction="maximize" if self.mode == "max" else "minimize",
+                load_if_exists=True,
+            )
+        return self._study
+
+    def _trial(self, trial_id: str):
+        """The pruning-study trial of Ray trial ``trial_id``: cached, found again, or new."""
+        if trial_id in self._trials:
+            return self._trials[trial_id]
+        optuna = require("optuna")
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.user_attrs.get(RAY_TRIAL_ID) == trial_id:
+                trial = optuna.trial.Trial(self.study, frozen._trial_id)
+                break
+        else:
+            trial = self.study.ask()
+            trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        self._trials[trial_id] = trial
+        return trial
+
+    def _frozen(self, trial):
+        return self.study._storage.get_trial(trial._trial_id)
+
+    def is_pruned(self, trial_id: str) -> bool:
+        return trial_id in self.pruned
+
+    def trial_state(self, trial_id: str) -> str | None:
+        """``"PRUNED"`` for trials this scheduler stopped, else None (the caller knows the rest)."""
+        return "PRUNED" if trial_id in self.pruned else None
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self._metric not in result or self.step_key not in result:
+            return self.CONTINUE
+        TrialState = require("optuna.trial").TrialState
+        ot_trial = self._trial(trial.trial_id)
+        step = int(result[self.step_key])
+        frozen = self._frozen(ot_trial)
+        if frozen.state == TrialState.PRUNED:  # pruned before a restore: stop it again
+            self.pruned.setdefault(trial.trial_id, step)
+            return self.STOP
+        if frozen.state.is_finished():
+            return self.CONTINUE
+        if step not in frozen.intermediate_values:
+            ot_trial.report(float(result[self._metric]), step)
+        if (self.max_step is not None and step >= self.max_step) or not ot_trial.should_prune():
+            return self.CONTINUE
+        self.study.tell(ot_trial, state=TrialState.PRUNED, skip_if_finished=True)
+        self.pruned[trial.trial_id] = step
+        _log.info(
+            "pruned trial %s at epoch %d (%s=%.4f)", trial.trial_id, step, self._metric, result[self._metric]
+        )
+        return self.STOP
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if trial.trial_id in self.pruned:
+            return
+        value = (result or {}).get(self._metric)
+        ot_trial = self._trial(trial.trial_id)
+        state = require("optuna.trial").TrialState
+        if value is None:
+            self.study.tell(ot_trial, state=state.FAIL, skip_if_finished=True)
+        else:
+            self.study.tell(ot_trial, float(value), skip_if_finished=True)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        state = require("optuna.trial").TrialState
+        self.study.tell(self._trial(trial.trial_id), state=state.FAIL, skip_if_finished=True)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        if trial.trial_id in self._trials:
+            state = require("optuna.trial").TrialState
+            self.study.tell(self._trials[trial.trial_id], state=state.FAIL, skip_if_finished=True)
+
+    def debug_string(self) -> str:
+        return (
+            f"Optuna {type(self.pruner).__name__} on {self._metric} ({self.mode}); {len(self.pruned)} pruned."
+        )
+
+    def save(self, checkpoint_path: str) -> None:  # state lives in the journal
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass

@@ -1,0 +1,87 @@
+"""Ray's ``OptunaSearch`` over the sweep's persistent study, with pruned trials recorded as PRUNED.
+
+:class:`StudySearch` changes three things about ``ray.tune.search.optuna.OptunaSearch``:
+
+* a trial the pruning scheduler stopped is told to the study as PRUNED, not COMPLETE with partial
+  accuracy (``OptunaSearch`` would do the latter and bias the sampler and the Pareto front);
+* every Optuna trial carries the user attribute ``ray_trial_id``, so the study, Ray and MLflow
+  can be joined;
+* after ``Tuner.restore``, Optuna trials that were asked for by the killed driver after its last
+  experiment checkpoint (so Ray does not know them) are handed to the next trials Ray asks for,
+  instead of asking new ones: the study keeps exactly one Optuna trial per Ray trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from albsnn.sweep._imports import require
+
+__all__ = ["StudySearch"]
+
+_optuna_search = require("ray.tune.search.optuna")
+RAY_TRIAL_ID = "ray_trial_id"
+
+
+class StudySearch(_optuna_search.OptunaSearch):
+    """``OptunaSearch`` that asks ``is_pruned(ray_trial_id)`` before telling a finished trial.
+
+    Args:
+        is_pruned: usually :meth:`OptunaPrunerScheduler.is_pruned`; None when nothing prunes.
+        **kwargs: ``OptunaSearch`` arguments (``metric``, ``mode``, ``sampler``, ``study_name``,
+            ``storage``).
+    """
+
+    def __init__(self, *, is_pruned: Callable[[str], bool] | None = None, **kwargs):
+        self._is_pruned = is_pruned
+        super().__init__(**kwargs)
+
+    def save(self, checkpoint_path: str) -> None:
+        # The callable points at the live scheduler; never snapshot (and later restore) a copy of it.
+        is_pruned, self._is_pruned = self._is_pruned, None
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self._is_pruned = is_pruned
+
+    def restore(self, checkpoint_path: str) -> None:
+        is_pruned = self._is_pruned
+        super().restore(checkpoint_path)
+        self._is_pruned = is_pruned
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and not callable(self._space):
+            orphan = self._orphan()
+            if orphan is not None:
+                self._ot_trials[trial_id] = orphan
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None:
+            ot_trial.set_user_attr(RAY_TRIAL_ID, trial_id)
+        return config
+
+    def _orphan(self):
+        """A RUNNING Optuna trial that no Ray trial owns (left by a driver killed mid-sweep)."""
+        if self._ot_study is None:
+            return None
+        optuna = require("optuna")
+        owned = {t._trial_id for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen._trial_id not in owned:
+                return optuna.trial.Trial(self._ot_study, frozen._trial_id)
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._is_pruned is not None and self._is_pruned(trial_id) and trial_id in self._ot_trials:
+            if trial_id in self._completed_trials:
+                return
+            state = require("optuna.trial").TrialState
+            self._ot_study.tell(self._ot_trials[trial_id], state=state.PRUNED, skip_if_finished=True)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def trial_number(self, trial_id: str) -> int | None:
+        """The Optuna trial number of Ray trial ``trial_id`` (None before it was suggested)."""
+        trial = self._ot_trials.get(trial_id)
+        return None if trial is None else trial.number

@@ -1,0 +1,310 @@
+"""Search spaces: YAML files of :class:`~albsnn.train.TrainConfig` parameters, grouped, validated.
+
+A search space file names parameters under the groups ``model``, ``estimator``, ``bwo``,
+``training`` and ``data``; each parameter is one of::
+
+    model:
+      time_steps: {int: [1, 4]}            # integers lo..hi, both inclusive
+      width: {choice: [0.25, 0.5, 1.0]}
+    estimator:
+      threshold: {uniform: [0.1, 0.6]}
+      estimator: {grid: [weight-error, taylor]}   # ablation mode only
+    bwo:
+      bwo: {fixed: project}                # or just `bwo: project`
+    training:
+      lr: {loguniform: [1e-4, 1e-2]}
+
+Names are ``TrainConfig`` fields, and each field belongs to one group (:data:`GROUPS`). Every value
+is checked against the field's type and against the trainer's own validation, so a sweep never
+starts with a value the trainer would reject. Errors name the file, the parameter and the problem.
+
+:meth:`SearchSpace.to_ray` gives the Ray Tune ``param_space`` entries (``int: [lo, hi]`` becomes
+``tune.randint(lo, hi + 1)``: Ray's upper bound is exclusive); :meth:`SearchSpace.to_optuna` gives
+the Optuna distributions that Ray's ``OptunaSearch`` derives from them.
+
+    >>> space = load_search_space("search_spaces/demo.yaml")
+    >>> sorted(space.names)[:2]
+    ['bwo', 'lr']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from albsnn.errors import ConfigError
+from albsnn.sweep._imports import require
+from albsnn.sweep._yaml import read_yaml_mapping
+
+__all__ = [
+    "KINDS",
+    "GROUPS",
+    "Param",
+    "SearchSpace",
+    "load_search_space",
+    "parse_search_space",
+    "field_types",
+]
+
+KINDS = ("choice", "uniform", "loguniform", "int", "grid", "fixed")
+SEARCH_KINDS = ("choice", "uniform", "loguniform", "int", "fixed")
+ABLATION_KINDS = ("grid", "fixed")
+
+# Which group each TrainConfig field is written under (keeps search-space files readable).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "model": (
+        "arch", "width", "time_steps", "head", "fc_hidden", "readout", "decay", "v_threshold", "reset",
+        "detach_reset", "surrogate", "surrogate_param", "alpha_mode", "clip_value",
+    ),
+    "estimator": (
+        "binarize", "estimator", "threshold", "warmup", "interval", "reversible", "hysteresis", "budget",
+        "binarize_first", "binarize_classifier",
+    ),
+    "bwo": ("bwo", "bwo_patience", "bwo_eps", "bwo_epoch", "bwo_lr_factor"),
+    "training": (
+        "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+        "label_smoothing", "amp",
+    ),
+    "data": ("limit_train", "limit_test"),
+}  # fmt: skip
+# Set by the pipeline or the sweep itself, never sampled.
+_NOT_SWEEPABLE = {
+    "seed": "seeds come from the pipeline's `seeds` list",
+    "out": "the sweep gives every trial its own folder",
+    "dataset": "the dataset is the pipeline's `dataset`",
+    "data_dir": "the data folder is the pipeline's `data_dir`",
+    "data_options": "dataset options are the pipeline's `data_options`",
+    "device": "the device follows the pipeline's `resources`",
+}
+
+
+def field_types() -> dict[str, type]:
+    """``{TrainConfig field: int | float | str | bool | dict}`` (``X | None`` reads as ``X``)."""
+    from albsnn.train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in dataclasses.fields(TrainConfig):
+        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
+        out[f.name] = args[0] if args else hints[f.name]
+    return out
+
+
+def _optional_fields() -> set[str]:
+    from albsnn.train import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name for f in dataclasses.fields(TrainConfig) if type(None) in typing.get_args(hints[f.name])}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a search space: ``kind`` is one of :data:`KINDS`; ``values`` its list.
+
+    ``choice``/``grid``: the options; ``uniform``/``loguniform``/``int``: ``[lo, hi]``;
+    ``fixed``: ``[value]``.
+    """
+
+    name: str
+    group: str
+    kind: str
+    values: tuple
+    type: str  # "float" | "int" | "str" | "bool": how a reader casts MLflow's string params
+
+    @property
+    def low(self):
+        return self.values[0]
+
+    @property
+    def high(self):
+        return self.values[1]
+
+    def to_ray(self):
+        from ray import tune
+
+        if self.kind == "choice":
+            return tune.choice(list(self.values))
+        if self.kind == "uniform":
+            return tune.uniform(self.low, self.high)
+        if self.kind == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.kind == "int":
+            return tune.randint(self.low, self.high + 1)  # Ray's upper bound is exclusive
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        return self.values[0]
+
+    def to_optuna(self):
+        distributions = require("optuna.distributions")
+        if self.kind == "choice":
+            return distributions.CategoricalDistribution(list(self.values))
+        if self.kind in ("uniform", "loguniform"):
+            return distributions.FloatDistribution(self.low, self.high, log=self.kind == "loguniform")
+        if self.kind == "int":
+            return distributions.IntDistribution(self.low, self.high)
+        return None  # grid / fixed: not an Optuna distribution
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The validated parameters of one search-space file."""
+
+    params: tuple[Param, ...]
+    path: Path | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def kinds(self) -> set[str]:
+        return {p.kind for p in self.params}
+
+    def to_ray(self) -> dict:
+        """``{field: Ray Tune domain | grid_search | constant}`` for ``Tuner(param_space=...)``."""
+        require("ray.tune")
+        return {p.name: p.to_ray() for p in self.params}
+
+    def to_optuna(self) -> dict:
+        """``{field: optuna distribution}`` for the sampled parameters (fixed ones left out)."""
+        return {p.name: d for p in self.params if (d := p.to_optuna()) is not None}
+
+    def types(self) -> dict[str, str]:
+        """``{field: "float" | "int" | "str" | "bool"}`` (the MLflow tag ``albsnn.search_space_types``)."""
+        return {p.name: p.type for p in self.params}
+
+    def check_mode(self, mode: str) -> None:
+        """Search mode samples (no ``grid``); ablation mode enumerates (``grid`` and ``fixed`` only)."""
+        allowed = SEARCH_KINDS if mode == "search" else ABLATION_KINDS
+        for p in self.params:
+            if p.kind not in allowed:
+                hint = (
+                    "grid is for `mode: ablation`; use choice in search mode"
+                    if mode == "search"
+                    else "ablation mode enumerates a grid; write the values as `grid: [...]`"
+                )
+                raise ConfigError(
+                    f"{self.path or 'search space'}: parameter {p.group}.{p.name}: "
+                    f"{p.kind} cannot be used in {mode} mode ({hint})"
+                )
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file (see the module docstring for the format)."""
+    path = Path(path).resolve()
+    return parse_search_space(read_yaml_mapping(path, "search space"), path)
+
+
+def parse_search_space(data: dict, path: Path | None = None) -> SearchSpace:
+    where = str(path) if path else "search space"
+    types = field_types()
+    owner = {name: group for group, names in GROUPS.items() for name in names}
+    params: list[Param] = []
+    for group, entries in data.items():
+        if group not in GROUPS:
+            raise ConfigError(f"{where}: unknown group {group!r}; use one of {list(GROUPS)}")
+        if not isinstance(entries, dict) or not entries:
+            raise ConfigError(
+                f"{where}: group {group} must map parameter names to specs, but got {entries!r}"
+            )
+        for name, spec in entries.items():
+            label = f"{where}: parameter {group}.{name}"
+            if name in _NOT_SWEEPABLE:
+                raise ConfigError(f"{label}: not a search-space parameter ({_NOT_SWEEPABLE[name]})")
+            if name not in types:
+                raise ConfigError(
+                    f"{label}: the trainer does not take {name!r} (not a TrainConfig field); "
+                    f"known: {sorted(owner)}"
+                )
+            if owner[name] != group:
+                raise ConfigError(f"{label}: {name} belongs in group {owner[name]!r}, not {group!r}")
+            if any(p.name == name for p in params):
+                raise ConfigError(f"{label}: given twice")
+            params.append(_parse_param(label, name, group, spec, types[name]))
+    if not params:
+        raise ConfigError(f"{where}: no parameters")
+    return SearchSpace(tuple(params), path)
+
+
+def _parse_param(label: str, name: str, group: str, spec: object, kind_type: type) -> Param:
+    if not isinstance(spec, dict):  # a bare scalar is a fixed value
+        spec = {"fixed": spec}
+    if len(spec) != 1:
+        raise ConfigError(f"{label}: expected exactly one of {list(KINDS)}, but got keys {sorted(spec)}")
+    ((kind, raw),) = spec.items()
+    if kind not in KINDS:
+        raise ConfigError(f"{label}: unknown kind {kind!r}; use one of {list(KINDS)}")
+    type_name = kind_type.__name__
+    if kind in ("uniform", "loguniform", "int"):
+        if not isinstance(raw, list) or len(raw) != 2:
+            raise ConfigError(f"{label}: {kind} takes [low, high], but got {raw!r}")
+        if kind_type is bool or kind_type is str:
+            raise ConfigError(
+                f"{label}: {kind} needs a numeric parameter, but {name} is {type_name}; use choice"
+            )
+        if kind == "int" and kind_type is not int:
+            raise ConfigError(f"{label}: int needs an int parameter, but {name} is {type_name}; use uniform")
+        if kind in ("uniform", "loguniform") and kind_type is not float:
+            raise ConfigError(f"{label}: {kind} needs a float parameter, but {name} is {type_name}; use int")
+        low, high = (_convert(label, v, kind_type) for v in raw)
+        if not low < high:
+            raise ConfigError(f"{label}: {kind} needs low < high, but got low={low}, high={high}")
+        if kind == "loguniform" and low <= 0:
+            raise ConfigError(f"{label}: loguniform needs low > 0, but got low={low}")
+        values: tuple = (low, high)
+    elif kind in ("choice", "grid"):
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(f"{label}: {kind} takes a non-empty list of values, but got {raw!r}")
+        values = tuple(_convert(label, v, kind_type, optional=name in _optional_fields()) for v in raw)
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{label}: {kind} lists a value twice: {list(values)}")
+    else:
+        values = (_convert(label, raw, kind_type, optional=name in _optional_fields()),)
+    for value in values:
+        _check_with_trainer(label, name, value)
+    return Param(name, group, kind, values, type_name)
+
+
+def _convert(label: str, value: object, kind_type: type, optional: bool = False) -> object:
+    """``value`` as ``kind_type`` (ints are fine for floats; "1e-3" strings are numbers)."""
+    if value is None and optional:
+        return None
+    if kind_type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+    elif kind_type in (int, float) and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and (kind_type is float or number.is_integer()):
+            value = kind_type(number)
+    if kind_type is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{label}: {value!r} is not a finite number")
+    if not isinstance(value, kind_type) or (kind_type is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{label}: value {value!r} has the wrong type: expected {kind_type.__name__}, "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def _check_with_trainer(label: str, name: str, value: object) -> None:
+    """Let TrainConfig's (and ModelConfig's) own validation judge one value; no data is read."""
+    from albsnn.models import ModelConfig
+    from albsnn.train import TrainConfig
+
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    try:
+        TrainConfig(**{name: value})
+        if name in model_fields and value is not None:
+            ModelConfig(**{name: value})
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ConfigError(f"{label}: value {value!r} is rejected by the trainer: {e}") from None

@@ -1,0 +1,302 @@
+"""The adapters without a cluster: pruner bridge, study search, MLflow callback, pruners, CLI errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from albsnn.cli import main
+from albsnn.errors import ConfigError
+from albsnn.sweep.pruners import PRUNERS, make_pruner
+from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
+from albsnn.sweep.search import StudySearch
+from albsnn.sweep.testing import DeterministicPruner
+from albsnn.sweep.trainable import _pick_checkpoint, flat_metrics
+from albsnn.tracking import MlflowTrialCallback, check_tracking_uri, ensure_experiment, start_parent_run
+
+STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
+
+
+@dataclass
+class FakeTrial:
+    """What the scheduler and the callback read from a Ray ``Trial``."""
+
+    trial_id: str
+    config: dict = field(default_factory=dict)
+    last_result: dict = field(default_factory=dict)
+    checkpoint: object = None
+    run_metadata: object = field(default_factory=lambda: SimpleNamespace(num_failures=0))
+
+    def __str__(self) -> str:
+        return f"trial_{self.trial_id}"
+
+
+def _report(scheduler, trial, *accuracies):
+    return [
+        scheduler.on_trial_result(None, trial, {"test_accuracy": a, "epoch": e})
+        for e, a in enumerate(accuracies, 1)
+    ]
+
+
+# ---------------------------------------------------------------- pruner bridge
+
+
+def test_bridge_stops_the_trial_the_median_pruner_prunes_and_records_it_pruned(tmp_path):
+    # Rule: every epoch goes to the pruner; when it says prune the scheduler says STOP and the
+    # pruning study holds the trial as PRUNED (the finished one as COMPLETE with its last value).
+    scheduler = OptunaPrunerScheduler(
+        optuna.pruners.MedianPruner(n_startup_trials=1), tmp_path / "j", "s.pruning"
+    )
+    good, bad = FakeTrial("good"), FakeTrial("bad")
+    assert _report(scheduler, good, 0.5, 0.6, 0.7) == [CONTINUE] * 3
+    scheduler.on_trial_complete(None, good, {"test_accuracy": 0.7})
+    assert _report(scheduler, bad, 0.1) == [STOP]
+    assert scheduler.is_pruned("bad") and not scheduler.is_pruned("good")
+    study = optuna.load_study(study_name="s.pruning", storage=open_journal(tmp_path / "j"))
+    states = {t.user_attrs["ray_trial_id"]: (t.state, t.value) for t in study.trials}
+    assert states == {"good": (TrialState.COMPLETE, 0.7), "bad": (TrialState.PRUNED, 0.1)}
+
+
+def test_bridge_after_a_restore_stops_a_trial_pruned_before_it(tmp_path):
+    # Rule: Ray does not checkpoint schedulers; the copy in tuner.pkl finds its trials in the journal.
+    scheduler = OptunaPrunerScheduler(DeterministicPruner(trials=[0], at_step=2), tmp_path / "j", "s.pruning")
+    trial = FakeTrial("t")
+    assert _report(scheduler, trial, 0.5, 0.6) == [CONTINUE, STOP]
+    restored = pickle.loads(pickle.dumps(scheduler))
+    assert not restored.is_pruned("t")
+    assert restored.on_trial_result(None, trial, {"test_accuracy": 0.7, "epoch": 3}) == STOP
+    assert restored.is_pruned("t")
+    assert len(restored.study.trials) == 1
+
+
+def test_bridge_prunes_on_accuracy_and_ignores_results_without_it(tmp_path):
+    scheduler = OptunaPrunerScheduler(DeterministicPruner(every=1, at_step=1), tmp_path / "j", "p")
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"storage_bytes": 10, "epoch": 1}) == CONTINUE
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"test_accuracy": 0.2, "epoch": 1}) == STOP
+
+
+def test_bridge_never_prunes_at_the_last_epoch(tmp_path):
+    # Rule: a trial that reached the last epoch has spent its compute; pruning it there only loses it.
+    scheduler = OptunaPrunerScheduler(
+        DeterministicPruner(every=1, at_step=1), tmp_path / "j", "p", max_step=2
+    )
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"test_accuracy": 0.2, "epoch": 2}) == CONTINUE
+
+
+@pytest.mark.parametrize("name", sorted(set(PRUNERS) - {"deterministic"}))
+def test_every_named_pruner_builds_an_optuna_pruner(name):
+    assert isinstance(make_pruner({"kind": name}, epochs=6), optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize(
+    "number, step, pruned",
+    [(0, 5, False), (1, 1, False), (1, 2, True), (3, 9, True), (2, 2, False)],
+)
+def test_deterministic_pruner_prunes_listed_trials_from_at_step(number, step, pruned):
+    trial = SimpleNamespace(number=number, last_step=step)
+    assert DeterministicPruner(trials=[1, 3], at_step=2).prune(None, trial) is pruned
+
+
+# ---------------------------------------------------------------- study search
+
+
+def _search(tmp_path, is_pruned=None):
+    space = {"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    return StudySearch(
+        space=space,
+        metric=["test_accuracy", "storage_bytes"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="s",
+        storage=open_journal(tmp_path / "j"),
+        is_pruned=is_pruned,
+    )
+
+
+def test_search_tells_pruned_trials_pruned_not_complete_with_partial_values(tmp_path):
+    searcher = _search(tmp_path, is_pruned=lambda trial_id: trial_id == "b")
+    searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_complete("a", {"test_accuracy": 0.9, "storage_bytes": 100})
+    searcher.on_trial_complete("b", {"test_accuracy": 0.2, "storage_bytes": 100})
+    study = searcher._ot_study
+    assert [(t.user_attrs["ray_trial_id"], t.state, t.values) for t in study.trials] == [
+        ("a", TrialState.COMPLETE, [0.9, 100.0]),
+        ("b", TrialState.PRUNED, None),
+    ]
+    assert searcher.trial_number("b") == 1
+
+
+def test_search_restored_from_an_older_snapshot_reuses_orphaned_optuna_trials(tmp_path):
+    # Rule: an Optuna trial asked for after the last Tune snapshot (its Ray trial lost with the
+    # driver) is handed to the next Ray trial, so the study keeps one trial per Ray trial.
+    searcher = _search(tmp_path)
+    searcher.suggest("a")
+    searcher.save(str(tmp_path / "snapshot.pkl"))
+    lost = searcher.suggest("lost")
+    restored = _search(tmp_path)
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    assert restored.suggest("new") == lost
+    assert len(restored._ot_study.trials) == 2
+    assert restored._ot_study.trials[1].user_attrs["ray_trial_id"] == "new"
+
+
+# ---------------------------------------------------------------- MLflow callback
+
+
+@pytest.fixture
+def parent(tracking_uri, request):
+    experiment_id = ensure_experiment(tracking_uri, f"unit-{request.node.name}")
+    return experiment_id, start_parent_run(tracking_uri, experiment_id, "sweep", {})
+
+
+def _history(client, run_id, key="test_accuracy"):
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_callback_keeps_one_run_per_trial_and_logs_each_epoch_once(tracking_uri, parent):
+    # Rule: a retried or resumed trial (a new callback object, even) finds its run by albsnn.trial_id;
+    # epochs a resumed trial reports again are not logged twice.
+    experiment_id, parent_id = parent
+    trial = FakeTrial("t1", config={"lr": 0.01, "seed": 0, "epochs": 3})
+    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr", "seed"])
+    callback.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        callback.on_trial_result(
+            0, [], trial, {"epoch": epoch, "test_accuracy": 0.5, "firing_rate.lif1": 0.1}
+        )
+    again = pickle.loads(
+        pickle.dumps(MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr"]))
+    )
+    again.on_trial_start(0, [], trial)
+    for epoch in (2, 3):
+        again.on_trial_result(0, [], trial, {"epoch": epoch, "test_accuracy": 0.6})
+    trial.last_result = {"epoch": 3, "best_test_accuracy": 0.6}
+    again.on_trial_complete(0, [], trial)
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert _history(client, run.info.run_id) == [1, 2, 3]
+    assert run.data.params == {"lr": "0.01", "seed": "0"}
+    assert run.data.tags["mlflow.parentRunId"] == parent_id
+    assert run.data.tags["albsnn.trial_state"] == "FINISHED" and run.info.status == "FINISHED"
+    assert run.data.metrics["best_test_accuracy"] == 0.6 and "firing_rate.lif1" in run.data.metrics
+
+
+@pytest.mark.parametrize("state, status", [("PRUNED", "KILLED"), (None, "FINISHED")])
+def test_callback_ends_pruned_trials_killed(tracking_uri, parent, state, status):
+    experiment_id, parent_id = parent
+    callback = MlflowTrialCallback(
+        tracking_uri, experiment_id, parent_id, param_names=[], trial_state=lambda trial_id: state
+    )
+    trial = FakeTrial("p", last_result={"epoch": 2})
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_complete(0, [], trial)
+    run = MlflowClient(tracking_uri).get_run(callback.run_id(trial))
+    assert run.info.status == status
+    assert run.data.tags["albsnn.trial_state"] == (state or "FINISHED")
+
+
+def test_callback_deletes_runs_of_trials_ray_no_longer_knows(tracking_uri, parent):
+    experiment_id, parent_id = parent
+    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=[])
+    kept, lost = FakeTrial("kept"), FakeTrial("lost")
+    callback.on_trial_start(0, [], kept)
+    callback.on_trial_start(0, [], lost)
+    callback.on_experiment_end([kept])
+    runs = MlflowClient(tracking_uri).search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
+    assert [r.data.tags["albsnn.trial_id"] for r in runs] == ["kept"]
+
+
+def test_unreachable_tracking_server_is_named():
+    with pytest.raises(ConfigError, match=r"http://127\.0\.0\.1:9 "):
+        check_tracking_uri("http://127.0.0.1:9", timeout=2)
+
+
+# ---------------------------------------------------------------- CLI: bad input
+# -> one line, exit 2, nothing recorded
+
+
+def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
+    write_pipeline, tmp_path, tracking_uri, capsys
+):
+    good = write_pipeline(tmp_path, "cli-good", mlflow={"experiment": "never-created"})
+    unknown_key = write_pipeline(tmp_path, "cli-key", colour="blue")
+    bad_param = write_pipeline(tmp_path, "cli-param", space="model:\n  depth: {choice: [1, 2]}\n")
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("name: [unclosed\n")
+    cases = [
+        ([str(malformed)], "malformed YAML"),
+        ([str(unknown_key)], "unknown pipeline key(s) ['colour']"),
+        ([str(bad_param)], "does not take 'depth'"),
+        ([str(good), "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
+        ([str(good), "--address", "ray://127.0.0.1:9"], "ray://127.0.0.1:9"),
+        ([str(good), "--resume"], "--resume: no sweep of pipeline 'cli-good'"),
+    ]
+    for argv, words in cases:
+        extra = [] if "--tracking-uri" in argv else ["--tracking-uri", tracking_uri]
+        assert main(["sweep", *argv, *extra]) == 2, argv
+        err = capsys.readouterr().err
+        assert words in err, (argv, err)
+        assert err.count("error:") == 1 and "Traceback" not in err
+    assert MlflowClient(tracking_uri).get_experiment_by_name("never-created") is None
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_ui_prints_the_local_url_and_command(tracking_uri, capsys):
+    assert main(["ui", "--tracking-uri", tracking_uri, "--port", "5077", "--print-only"]) == 0
+    url, command = capsys.readouterr().out.splitlines()
+    assert url == "http://127.0.0.1:5077"
+    assert "mlflow ui --backend-store-uri " + tracking_uri in command and "--host 127.0.0.1" in command
+
+
+def test_ui_without_a_database_says_so(tmp_path, capsys):
+    assert main(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/none.db", "--print-only"]) == 2
+    assert "no MLflow database" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- trainable helpers
+
+
+def _checkpoint_folder(folder, epoch: int):
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_text(f"epoch {epoch}")
+    (folder / "state.json").write_text(json.dumps({"epoch": epoch}))
+    return folder
+
+
+def test_restarted_trial_takes_the_newest_of_rays_and_its_own_checkpoint(tmp_path):
+    # Rule: after a killed driver Ray may restore an older checkpoint than the trial last reported.
+    ray_dir = _checkpoint_folder(tmp_path / "ray", 2)
+    own = _checkpoint_folder(tmp_path / "trial" / "epoch-0004", 4)
+    ray_checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(ray_dir)))
+    (tmp_path / "tmp").mkdir()
+    picked = _pick_checkpoint(ray_checkpoint, own.parent, tmp_path / "tmp")
+    assert picked.read_text() == "epoch 4"
+    assert _pick_checkpoint(None, tmp_path / "none", tmp_path / "tmp") is None
+
+
+def test_flat_metrics_spells_out_layers_and_drops_missing_values():
+    metrics = {
+        "epoch": 2,
+        "test_accuracy": 0.5,
+        "firing_rates": {"lif1": 0.1},
+        "estimates": {"conv2": 0.2, "conv3": float("nan")},
+        "binarized_layers": ("conv2",),
+        "bwo_epoch": None,
+    }
+    assert flat_metrics(metrics) == {
+        "epoch": 2,
+        "test_accuracy": 0.5,
+        "firing_rate.lif1": 0.1,
+        "estimate.conv2": 0.2,
+        "binarized_layers": ["conv2"],
+    }

@@ -1,0 +1,243 @@
+"""Real sweeps through Ray Tune on tiny digits trials: records, pruning, retries, resume, two nodes.
+
+Each test runs a handful of 3-epoch trials of a width-0.25/0.5 network on 300 digits (about a
+second of training each on 2 cores); the session shares one Ray cluster and one MLflow database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from ray.tune import ExperimentAnalysis
+
+from albsnn.sweep import run_sweep
+from albsnn.sweep.scheduler import open_journal
+
+TRIAL_ARTIFACTS = {"config.json", "metrics.json", "estimator_history.json", "binarized_layers.json", "model"}
+
+
+def _children(uri: str, result) -> list:
+    client = MlflowClient(uri)
+    return client.search_runs([result.experiment_id], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+
+
+def _steps(uri: str, run) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "test_accuracy"))
+
+
+def _study(result, name: str):
+    return optuna.load_study(study_name=name, storage=open_journal(result.sweep_dir / "optuna.journal"))
+
+
+def test_small_sweep_records_parent_children_and_optuna_states(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: 1 parent + 1 child per trial; pruned trials are PRUNED in Optuna and KILLED in MLflow;
+    # the study holds the same trials as Ray and MLflow, in the same states.
+    path = write_pipeline(
+        tmp_path, "small", num_samples=6, pruner={"kind": "deterministic", "every": 2, "at_step": 2}
+    )
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False, command="pytest small")
+    assert result.counts == {"FINISHED": 3, "PRUNED": 3, "FAILED": 0}
+    assert result.ray_trials == 6 and not result.interrupted
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(result.parent_run_id)
+    tags = parent.data.tags
+    assert tags["albsnn.role"] == "sweep" and tags["albsnn.mode"] == "search"
+    assert json.loads(tags["albsnn.objectives"]) == {"test_accuracy": "max", "storage_bytes": "min"}
+    assert json.loads(tags["albsnn.search_space_types"]) == {
+        "width": "float",
+        "time_steps": "int",
+        "lr": "float",
+        "seed": "int",
+    }
+    assert tags["albsnn.optuna_storage"] == str(result.sweep_dir / "optuna.journal")
+    assert tags["albsnn.command"] == "pytest small" and tags["albsnn.git_dirty"] in ("true", "false")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {
+        "pipeline.yaml",
+        "search_space.yaml",
+    }
+
+    children = _children(tracking_uri, result)
+    assert len(children) == 6 and len({c.data.tags["albsnn.trial_id"] for c in children}) == 6
+    by_state = {"FINISHED": [], "PRUNED": []}
+    for run in children:
+        by_state[run.data.tags["albsnn.trial_state"]].append(run)
+        assert set(run.data.params) == {"width", "time_steps", "lr", "seed"}
+        assert {"test_accuracy", "storage_bytes", "storage_reduction"} <= set(run.data.metrics)
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == TRIAL_ARTIFACTS
+    assert all(
+        r.info.status == "FINISHED" and _steps(tracking_uri, r) == [1, 2, 3] for r in by_state["FINISHED"]
+    )
+    assert all(r.info.status == "KILLED" and _steps(tracking_uri, r) == [1, 2] for r in by_state["PRUNED"])
+
+    study = _study(result, result.optuna_study)
+    optuna_states = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert len(study.trials) == 6
+    for run in children:
+        trial = optuna_states[run.data.tags["albsnn.trial_id"]]
+        assert str(trial.number) == run.data.tags["albsnn.optuna_trial_number"]
+        if run.data.tags["albsnn.trial_state"] == "PRUNED":
+            assert trial.state == TrialState.PRUNED
+        else:
+            assert trial.state == TrialState.COMPLETE
+            assert trial.values == [run.data.metrics["test_accuracy"], run.data.metrics["storage_bytes"]]
+    pruning = _study(result, f"{result.sweep_id}.pruning")
+    assert sorted(t.state.name for t in pruning.trials) == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+
+
+def test_trial_failing_once_is_retried_from_its_checkpoint_with_one_run(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: FailureConfig retries a crashed trial from its last checkpoint (epoch 1 here, so the
+    # retry trains epochs 2-3 only), and the retry logs into the trial's one MLflow run.
+    # Ablation mode: head grid x 1 seed = 2 trials, each failing once at epoch 2.
+    path = write_pipeline(
+        tmp_path,
+        "retry",
+        space="model:\n  head: {grid: [gap, fc]}\n",
+        mode="ablation",
+        sampler=None,
+        num_samples=None,
+    )
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False, fail_once_at_epoch=2)
+    assert result.counts == {"FINISHED": 2, "PRUNED": 0, "FAILED": 0}
+    children = _children(tracking_uri, result)
+    assert len(children) == 2
+    assert {c.data.params["head"] for c in children} == {"gap", "fc"}
+    for run in children:
+        assert _steps(tracking_uri, run) == [1, 2, 3]
+        assert run.data.tags["albsnn.retries"] == "1"
+    for trial in ExperimentAnalysis(str(result.sweep_dir)).trials:
+        assert trial.status == "TERMINATED" and trial.run_metadata.num_failures == 1
+        assert trial.last_result["training_iteration"] == 3
+        assert trial.last_result["iterations_since_restore"] == 2  # restored from epoch 1
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_driver_resumes_without_duplicates(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+):
+    # Rule: kill -9 the driver mid-sweep, then `--resume`: every trial finishes, MLflow has one run
+    # per Ray trial (no duplicates, none left RUNNING), and the study has as many trials as Ray.
+    path = write_pipeline(tmp_path, "resume", num_samples=6, epochs=4)
+    argv = [
+        python,
+        "-m",
+        "albsnn.cli",
+        "sweep",
+        str(path),
+        "--tracking-uri",
+        tracking_uri,
+        "--address",
+        ray_cluster,
+    ]
+    client = MlflowClient(tracking_uri)
+    driver = subprocess.Popen(
+        argv, cwd=tmp_path, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+    def mid_sweep() -> bool:
+        experiment = client.get_experiment_by_name("test-resume")
+        if experiment is None:
+            return False
+        runs = client.search_runs([experiment.experiment_id], "tags.`albsnn.role` = 'trial'")
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        running = [r for r in runs if r.info.status == "RUNNING" and r.data.metrics]
+        return len(finished) >= 2 and len(running) >= 1
+
+    try:
+        _wait_for(mid_sweep, 120, "two finished trials and one running")
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        out = driver.communicate()[0].decode()
+    assert driver.returncode == -signal.SIGKILL, out
+
+    resumed = subprocess.run(
+        [*argv, "--resume"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "6 finished, 0 pruned, 0 failed" in resumed.stdout
+
+    sweep_dir = next((tmp_path / "sweeps" / "resume").iterdir())
+    ray_trials = {t.trial_id: t.status for t in ExperimentAnalysis(str(sweep_dir)).trials}
+    assert len(ray_trials) == 6 and set(ray_trials.values()) == {"TERMINATED"}
+    experiment = client.get_experiment_by_name("test-resume")
+    runs = client.search_runs([experiment.experiment_id], "tags.`albsnn.role` = 'trial'")
+    assert sorted(r.data.tags["albsnn.trial_id"] for r in runs) == sorted(ray_trials)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert _steps(tracking_uri, run) == [1, 2, 3, 4]
+    info = json.loads((sweep_dir / "sweep.json").read_text())
+    study = optuna.load_study(
+        study_name=info["optuna_study"], storage=open_journal(sweep_dir / "optuna.journal")
+    )
+    assert len(study.trials) == len(ray_trials)
+    assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(ray_trials)
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+TWO_NODES = textwrap.dedent(
+    """
+    import json, logging, sys
+    from ray.cluster_utils import Cluster
+    from albsnn.sweep import run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        result = run_sweep(sys.argv[1], tracking_uri=sys.argv[2], address=cluster.address, progress=False)
+        print(json.dumps({"experiment_id": result.experiment_id, "parent": result.parent_run_id,
+                          "counts": result.counts}))
+    finally:
+        cluster.shutdown()
+    """
+)
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(
+    tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+):
+    # Rule: `--address` joins an existing cluster; trials spread over its nodes (one CPU each here).
+    path = write_pipeline(tmp_path, "nodes", num_samples=4)
+    out = subprocess.run(
+        [python, "-c", TWO_NODES, str(path), tracking_uri],
+        cwd=tmp_path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["counts"] == {"FINISHED": 4, "PRUNED": 0, "FAILED": 0}
+    runs = MlflowClient(tracking_uri).search_runs(
+        [summary["experiment_id"]], f"tags.`mlflow.parentRunId` = '{summary['parent']}'"
+    )
+    assert len({r.data.tags["albsnn.node_id"] for r in runs}) == 2
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # reports, default storage: never in the repository
+    yield Path(tmp_path)

@@ -1,0 +1,215 @@
+"""Search spaces and pipelines: YAML -> Ray / Optuna domains, and one clear message per bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from albsnn.errors import ConfigError
+from albsnn.sweep import load_pipeline, load_search_space
+from albsnn.sweep.space import GROUPS
+
+REPO = Path(__file__).resolve().parents[2]
+D = optuna.distributions
+
+
+def _space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_yaml_round_trips_to_the_optuna_distributions_ray_derives(tmp_path):
+    # Rule: our own Optuna mapping and OptunaSearch's conversion of our Ray domains agree, and
+    # `int: [lo, hi]` is inclusive on both ends (Ray's randint upper bound is exclusive).
+    space = load_search_space(
+        _space(
+            tmp_path,
+            """
+            model:
+              time_steps: {int: [1, 4]}
+              width: {choice: [0.25, 0.5]}
+            estimator:
+              threshold: {uniform: [0.1, 0.6]}
+              budget: {choice: [null, 0.5]}
+            bwo:
+              bwo: {choice: [project, off]}
+            training:
+              lr: {loguniform: [1e-4, 1e-2]}
+              epochs: {fixed: 3}
+            """,
+        )
+    )
+    expected = {
+        "time_steps": D.IntDistribution(1, 4),
+        "width": D.CategoricalDistribution([0.25, 0.5]),
+        "threshold": D.FloatDistribution(0.1, 0.6),
+        "budget": D.CategoricalDistribution([None, 0.5]),
+        "bwo": D.CategoricalDistribution(["project", "off"]),
+        "lr": D.FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    assert space.to_optuna() == expected
+    assert OptunaSearch.convert_search_space(space.to_ray()) == expected
+    ray_space = space.to_ray()
+    assert ray_space["epochs"] == 3
+    assert (ray_space["time_steps"].lower, ray_space["time_steps"].upper) == (1, 5)
+    assert space.types() == {
+        "time_steps": "int",
+        "width": "float",
+        "threshold": "float",
+        "budget": "float",
+        "bwo": "str",
+        "lr": "float",
+        "epochs": "int",
+    }
+
+
+def test_grid_parameters_become_ray_grid_search(tmp_path):
+    space = load_search_space(_space(tmp_path, "model:\n  head: {grid: [gap, fc]}\n"))
+    assert space.to_ray() == {"head": tune.grid_search(["gap", "fc"])}
+    space.check_mode("ablation")
+
+
+# (YAML text, words the message must contain) -- one row per problem.
+BAD_SPACES = [
+    ("model:\n  width: {normal: [0, 1]}\n", ["model.width", "unknown kind 'normal'"]),
+    ("training:\n  lr: {uniform: [0.1, 0.01]}\n", ["training.lr", "low < high", "low=0.1"]),
+    ("training:\n  lr: {loguniform: [0, 0.1]}\n", ["training.lr", "low > 0"]),
+    ("model:\n  time_steps: {uniform: [1, 4]}\n", ["model.time_steps", "float parameter", "int"]),
+    ("training:\n  lr: {int: [1, 4]}\n", ["training.lr", "int parameter", "float"]),
+    ("bwo:\n  bwo: {uniform: [0, 1]}\n", ["bwo.bwo", "numeric parameter"]),
+    ("model:\n  width: {choice: [0.5, wide]}\n", ["model.width", "'wide'", "wrong type", "expected float"]),
+    ("model:\n  depth: {choice: [1, 2]}\n", ["model.depth", "does not take 'depth'"]),
+    ("model:\n  lr: {fixed: 0.1}\n", ["model.lr", "belongs in group 'training'"]),
+    ("optim:\n  lr: {fixed: 0.1}\n", ["unknown group 'optim'"]),
+    ("bwo:\n  bwo: {choice: [project, sideways]}\n", ["bwo.bwo", "'sideways'", "rejected by the trainer"]),
+    ("estimator:\n  budget: {fixed: 1.5}\n", ["estimator.budget", "rejected by the trainer", "(0, 1)"]),
+    ("model:\n  width: {uniform: [0.1]}\n", ["model.width", "takes [low, high]"]),
+    ("model:\n  width: {choice: []}\n", ["model.width", "non-empty list"]),
+    ("model:\n  width: {choice: [0.5], fixed: 1}\n", ["model.width", "exactly one of"]),
+    ("training:\n  seed: {choice: [0, 1]}\n", ["training.seed", "pipeline's `seeds`"]),
+    ("model: [width]\n", ["group model"]),
+    ("model:\n  width: {choice: [0.5\n", ["malformed YAML", "line"]),
+    ("- a\n- b\n", ["must be a mapping"]),
+    ("", ["is empty"]),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD_SPACES, ids=[w[0][:30] for _, w in BAD_SPACES])
+def test_bad_search_space_names_file_parameter_and_problem(tmp_path, text, words):
+    path = _space(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_search_space(path)
+    message = str(info.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message
+
+
+def test_yaml_reads_off_as_text_and_1e_minus_3_as_a_number(tmp_path):
+    # Rule: YAML 1.2 scalars. PyYAML's 1.1 rules would make `off` False and `1e-3` a string.
+    space = load_search_space(
+        _space(tmp_path, "bwo:\n  bwo: {choice: [off, project]}\ntraining:\n  lr: {fixed: 1e-3}\n")
+    )
+    assert space["bwo"].values == ("off", "project")
+    assert space["lr"].values == (0.001,)
+
+
+@pytest.mark.parametrize(
+    "mode, text, word",
+    [
+        ("search", "model:\n  head: {grid: [gap, fc]}\n", "grid is for `mode: ablation`"),
+        ("ablation", "model:\n  width: {choice: [0.5, 1.0]}\n", "ablation mode enumerates a grid"),
+    ],
+)
+def test_each_mode_rejects_the_other_modes_kinds(tmp_path, mode, text, word):
+    space = load_search_space(_space(tmp_path, text))
+    with pytest.raises(ConfigError, match=word):
+        space.check_mode(mode)
+
+
+def test_groups_cover_every_sweepable_trainconfig_field():
+    import dataclasses
+
+    from albsnn.train import TrainConfig
+
+    grouped = {name for names in GROUPS.values() for name in names}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert grouped | {"seed", "out", "dataset", "data_dir", "data_options", "device"} == fields
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_search_spaces_parse(path):
+    assert load_search_space(path).params
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_pipelines_parse(path):
+    pipeline = load_pipeline(path)
+    assert pipeline.objectives and pipeline.search_space.params
+    if pipeline.mode == "search":
+        OptunaSearch.convert_search_space(pipeline.param_space())
+
+
+def test_ablation_param_space_is_the_grid_times_the_seeds(write_pipeline, tmp_path):
+    path = write_pipeline(
+        tmp_path,
+        "abl",
+        space="model:\n  head: {grid: [gap, fc]}\n",
+        mode="ablation",
+        seeds=[0, 1, 2],
+        sampler=None,
+    )
+    space = load_pipeline(path).param_space()
+    assert space["head"] == tune.grid_search(["gap", "fc"])
+    assert space["seed"] == tune.grid_search([0, 1, 2])
+    assert space["epochs"] == 3 and space["dataset"] == "digits"
+
+
+# pipeline overrides -> words of the message
+BAD_PIPELINES = [
+    ({"colour": "blue"}, ["unknown pipeline key(s) ['colour']"]),
+    ({"objectives": {"accuracy": "max"}}, ["objective 'accuracy'", "test_accuracy"]),
+    ({"objectives": {"test_accuracy": "up"}}, ["must be max or min"]),
+    ({"mode": "grid"}, ["mode must be search or ablation"]),
+    ({"pruner": "aggressive"}, ["unknown pruner 'aggressive'"]),
+    ({"pruner": {"kind": "median", "patience": 3}}, ["pruner median", "patience"]),
+    ({"sampler": "cmaes"}, ["unknown sampler 'cmaes'"]),
+    ({"seeds": [0, 1]}, ["search mode takes one seed"]),
+    ({"dataset": "mnist"}, ["unknown dataset 'mnist'"]),
+    ({"train": {"width": 0.5}}, ["['width'] are both fixed in the pipeline and in the search space"]),
+    ({"train": {"depth": 3}}, ["train.depth", "does not take 'depth'"]),
+    ({"epochs": 0}, ["epochs must be >= 1"]),
+    ({"resources": {"cpus": 1, "tpus": 1}}, ["resources takes cpus and gpus"]),
+    ({"num_samples": "many"}, ["num_samples must be int"]),
+    ({"mlflow": {"experiment": "x", "server": "y"}}, ["unknown key(s) ['server'] under mlflow"]),
+]
+
+
+@pytest.mark.parametrize("overrides, words", BAD_PIPELINES, ids=[w[0][:30] for _, w in BAD_PIPELINES])
+def test_bad_pipeline_names_file_key_and_problem(write_pipeline, tmp_path, overrides, words):
+    path = write_pipeline(tmp_path, "bad", **overrides)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    message = str(info.value)
+    assert str(path) in message or "dataset" in message
+    for word in words:
+        assert word in message
+
+
+def test_library_imports_without_the_platform():
+    # Rule: albsnn (library) and the sweep parsers import neither Ray, Optuna nor MLflow.
+    code = (
+        "import sys, albsnn, albsnn.train, albsnn.sweep, albsnn.tracking\n"
+        "albsnn.sweep.load_search_space('search_spaces/demo.yaml')\n"
+        "bad = [m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
