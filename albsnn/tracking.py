@@ -44,6 +44,7 @@ __all__ = [
     "child_runs",
     "default_tracking_uri",
     "ensure_experiment",
+    "epoch_metrics",
     "provenance_tags",
     "start_parent_run",
     "end_run",
@@ -212,7 +213,8 @@ def _hardware() -> str:
 # ---------------------------------------------------------------- per-trial callback
 
 
-def _epoch_metrics(result: dict) -> dict[str, float]:
+def epoch_metrics(result: dict) -> dict[str, float]:
+    """The finite numbers of a reported epoch that docs/tracking.md says MLflow gets."""
     out = {}
     for key, value in result.items():
         wanted = key in EPOCH_METRICS or key.startswith(_EPOCH_PREFIXES)
@@ -336,7 +338,7 @@ class _MlflowTrialCallback:
             return
         entities = require("mlflow.entities")
         now = int(time.time() * 1000)
-        metrics = [entities.Metric(k, v, now, epoch) for k, v in _epoch_metrics(result).items()]
+        metrics = [entities.Metric(k, v, now, epoch) for k, v in epoch_metrics(result).items()]
         tags = []
         if epoch == 1 or not self._last_step[run_id]:
             if result.get("node_id"):

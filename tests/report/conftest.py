@@ -84,23 +84,12 @@ class _Logger:
     def on_epoch_end(self, trainer, m: dict) -> bool:
         from mlflow.entities import Metric
 
+        from albsnn.sweep.trainable import flat_metrics
+        from albsnn.tracking import epoch_metrics
+
         step = m["epoch"]
-        values = {
-            k: m[k]
-            for k in (
-                "test_accuracy",
-                "train_loss",
-                "train_accuracy",
-                "storage_bytes",
-                "fp32_bytes",
-                "storage_reduction",
-                "num_binarized",
-                "epoch_seconds",
-                "lr",
-            )
-        }
-        values.update({f"firing_rate.{k}": v for k, v in m["firing_rates"].items()})
-        values.update({f"estimate.{k}": v for k, v in m["estimates"].items()})
+        # The sweep's own flattening, so this fixture logs exactly what docs/tracking.md promises.
+        values = epoch_metrics(flat_metrics(m))
         metrics = [Metric(k, float(v), 0, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
         return self.stop_after is not None and step >= self.stop_after
