@@ -107,12 +107,11 @@ def apply_bwo(mode: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     """Apply BWO ``mode`` to every binary layer of ``model``; returns the layers touched."""
     if mode not in BWO_MODES:
         raise ConfigError(f"unknown BWO mode {mode!r}; choose one of {list(BWO_MODES)}")
-    touched = [n for n, m in binary_layers(model).items() if m.is_binary]
-    for name in touched:
-        layer = binary_layers(model)[name]
+    touched = {n: m for n, m in binary_layers(model).items() if m.is_binary}
+    for layer in touched.values():
         if mode in ("project", "both"):
             _project(layer, optimizer)
         if mode in ("scale", "both"):
             layer.learn_alpha()
             optimizer.state.pop(layer.alpha, None)
-    return touched
+    return list(touched)

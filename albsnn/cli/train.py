@@ -13,18 +13,29 @@ from pathlib import Path
 from albsnn.cli import Command
 from albsnn.errors import ConfigError
 
-_CHOICES = {
-    "estimator": ("weight-error", "taylor"),
-    "bwo": ("project", "scale", "both", "off"),
-    "binarize": ("adaptive", "all", "none"),
-    "optimizer": ("adam", "sgd"),
-    "schedule": ("cosine", "onecycle", "constant"),
-    "head": ("gap", "fc"),
-    "readout": ("membrane", "rate"),
-    "reset": ("hard", "soft"),
-    "surrogate": ("atan", "sigmoid", "rectangular"),
-    "alpha_mode": ("channel", "layer"),
-}
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of each option, from the modules that define them."""
+    from albsnn.binarize import ALPHA_MODES
+    from albsnn.bwo import BWO_MODES
+    from albsnn.estimator import ESTIMATORS, POLICY_MODES
+    from albsnn.models import HEADS, READOUTS
+    from albsnn.neuron import RESETS
+    from albsnn.surrogate import SURROGATES
+    from albsnn.train import OPTIMIZERS, SCHEDULES
+
+    return {
+        "estimator": tuple(ESTIMATORS),
+        "bwo": BWO_MODES,
+        "binarize": POLICY_MODES,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "head": HEADS,
+        "readout": READOUTS,
+        "reset": RESETS,
+        "surrogate": tuple(SURROGATES),
+        "alpha_mode": ALPHA_MODES,
+    }
 
 
 def _scalar_type(hint) -> type:
@@ -84,6 +95,7 @@ class Train(Command):
         from albsnn.train import TrainConfig
 
         hints = typing.get_type_hints(TrainConfig)
+        choices = _choices()
         for f in dataclasses.fields(TrainConfig):
             flag = "--" + f.name.replace("_", "-")
             if f.name == "data_options":
@@ -103,7 +115,7 @@ class Train(Command):
                 parser.add_argument(
                     flag,
                     type=kind,
-                    choices=_CHOICES.get(f.name),
+                    choices=choices.get(f.name),
                     default=None,
                     dest=f.name,
                     help=f"default: {f.default}",
