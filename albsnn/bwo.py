@@ -1,18 +1,23 @@
 """Binary weight optimization (BWO): once training stalls, optimise the binary weights directly.
 
-When it fires (once per run) BWO applies one mode to every layer that is binary at that moment:
+When it fires (once per run, and only if some layer is binary) BWO applies one mode to every layer
+that is binary at that moment:
 
-* ``project``: latent weights are set to ``alpha * sign(W)`` (the binary weights themselves), their
-  optimizer state is reset, and the learning rate is multiplied by ``lr_factor``;
-* ``scale``: ``alpha`` becomes a trained parameter from then on (starting at ``mean|W|``);
-* ``both``: ``project`` then ``scale``; ``off``: never.
+* ``project``: latent weights are set to ``alpha * sign(W)`` (the binary weights themselves) and their
+  optimizer state is reset; the trainer multiplies the learning rate of *those layers' parameter
+  groups only* by ``bwo_lr_factor`` (a global LR cut would confound the BWO ablation with LR decay);
+* ``off``: never.
+
+There is no ``scale`` mode any more: a learned per-channel ``alpha`` sits right before BatchNorm,
+which divides any positive per-channel scale out again, so its gradient is noise and training it was
+a random walk (docs/method.md).
 
 *When* it fires is a :class:`Trigger`, built like an Optuna pruner: :class:`NeverTrigger` (no-op),
-:class:`PlateauTrigger` (training loss has not improved by more than ``eps``, relative, for
-``patience`` epochs), :class:`FixedEpochTrigger`, and :class:`DelayedTrigger`, which wraps another
-so it cannot fire before a given epoch (we delay BWO until the estimator's warm-up is over: with no
-binary layer yet there is nothing to optimise). The trigger rules and the modes are our reading
-of the paper's BWO (see docs/method.md).
+:class:`PlateauTrigger` (the validation loss has not improved by more than ``eps``, relative, for
+``patience`` epochs; the trainer passes only the epochs since the binary set last changed, so the
+jump a switch causes is never read as a plateau), :class:`FixedEpochTrigger`, and
+:class:`DelayedTrigger`, which wraps another so it cannot fire before a given epoch. The trigger
+rules are our reading of the paper's BWO (see docs/method.md).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ __all__ = [
     "apply_bwo",
 ]
 
-BWO_MODES = ("project", "scale", "both", "off")
+BWO_MODES = ("project", "off")
 
 
 class Trigger:
@@ -107,11 +112,9 @@ def apply_bwo(mode: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     """Apply BWO ``mode`` to every binary layer of ``model``; returns the layers touched."""
     if mode not in BWO_MODES:
         raise ConfigError(f"unknown BWO mode {mode!r}; choose one of {list(BWO_MODES)}")
+    if mode == "off":
+        return []
     touched = {n: m for n, m in binary_layers(model).items() if m.is_binary}
     for layer in touched.values():
-        if mode in ("project", "both"):
-            _project(layer, optimizer)
-        if mode in ("scale", "both"):
-            layer.learn_alpha()
-            optimizer.state.pop(layer.alpha, None)
+        _project(layer, optimizer)
     return list(touched)

@@ -13,6 +13,8 @@ name    layers                                  input      classes     parameter
 ======  ======================================  =========  ==========  ==========
 tiny    16C3-32C3-P2-64C3-64C3-GAP              1x8x8      10          61,402
 fmnist  64C3-128C3-P2-256C3-256C3-P2-GAP        1x28x28    10          964,426
+fmnist  64C3-128C3-P2-256C3-256C3-P2-256C3-     1x28x28    10          2,146,122
+_deep   256C3-GAP
 cifar   64C3-128C3-P2-256C3-256C3-P2-512C3-     3x32x32    10          9,233,866
         512C3-P2-512C3-512C3-GAP
 dvs     64C3-P2-128C3-P2-256C3-P2-256C3-P2-GAP  2x34x34    10          965,002
@@ -52,6 +54,7 @@ READOUTS = ("membrane", "rate")
 _ARCHS: dict[str, list[int | str]] = {
     "tiny": [16, 32, "M", 64, 64],
     "fmnist": [64, 128, "M", 256, 256, "M"],
+    "fmnist_deep": [64, 128, "M", 256, 256, "M", 256, 256],
     "cifar": [64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
     "dvs": [64, "M", 128, "M", 256, "M", 256, "M"],
 }
@@ -252,6 +255,16 @@ def tiny(c: ModelConfig) -> SpikingNet:
 def fmnist(c: ModelConfig) -> SpikingNet:
     """64C3-128C3-P2-256C3-256C3-P2-GAP, the paper's Fashion-MNIST network as we read it."""
     return _build(c, _ARCHS["fmnist"])
+
+
+@register_model
+def fmnist_deep(c: ModelConfig) -> SpikingNet:
+    """``fmnist`` plus two 256C3 layers at 7x7: three candidates of equal size (conv4-conv6).
+
+    Why: ``fmnist``'s three candidates all differ in size, so no two layer subsets have the same
+    storage and a storage-matched random control has nothing to choose from. Here it has.
+    """
+    return _build(c, _ARCHS["fmnist_deep"])
 
 
 @register_model

@@ -4,7 +4,8 @@
 are defined there and only there. In short: one experiment per pipeline, one parent run per sweep
 (``albsnn.role=sweep``), one child run per Ray trial (``albsnn.role=trial``, keyed by
 ``albsnn.trial_id``), per-epoch metrics with ``step = epoch``, and pruned trials ended KILLED with
-``albsnn.trial_state=PRUNED``.
+``albsnn.trial_state=PRUNED``. Metric names are constants here; validation metrics (``val_*``)
+are what sweeps select on, test metrics (``test_*``) are logged and reported only.
 
 The callback runs in the driver, so trial workers never talk to MLflow. It finds a trial's run by
 its ``albsnn.trial_id`` tag before creating one, so a retried or resumed trial keeps its run, and it
@@ -38,8 +39,17 @@ from albsnn.errors import ConfigError
 from albsnn.sweep._imports import require
 
 __all__ = [
+    "BEST_VAL_ACCURACY",
+    "CHECK_ESTIMATE_PREFIX",
+    "CHECK_MEASURED_PREFIX",
     "EPOCH_METRICS",
+    "ESTIMATE_PREFIX",
+    "ESTIMATOR_CHECK_FILE",
+    "FINAL_METRICS",
+    "FIRING_RATE_PREFIX",
     "MlflowTrialCallback",
+    "TEST_PREFIX",
+    "VAL_ACCURACY",
     "check_tracking_uri",
     "child_runs",
     "default_tracking_uri",
@@ -50,9 +60,22 @@ __all__ = [
     "end_run",
 ]
 
-# Logged every epoch with step = epoch, plus every `firing_rate.<layer>` and `estimate.<layer>`.
+# Metric names (docs/tracking.md). Rule of evidence: decisions (objectives, pruning, "best") read
+# validation metrics; test metrics are reported, never selected on.
+VAL_ACCURACY = "val_accuracy"
+BEST_VAL_ACCURACY = "best_val_accuracy"  # running max of val_accuracy: its last value is the run's best
+TEST_PREFIX = "test_"
+FIRING_RATE_PREFIX = "firing_rate."  # + layer
+ESTIMATE_PREFIX = "estimate."  # + layer
+CHECK_MEASURED_PREFIX = "check_measured."  # + layer: true accuracy drop (pp), final epoch only
+CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final epoch only
+# Logged every epoch with step = epoch, plus every metric named by a prefix above.
 EPOCH_METRICS = (
+    VAL_ACCURACY,
+    "val_loss",
+    BEST_VAL_ACCURACY,
     "test_accuracy",
+    "test_loss",
     "train_loss",
     "train_accuracy",
     "storage_bytes",
@@ -62,10 +85,17 @@ EPOCH_METRICS = (
     "epoch_seconds",
     "lr",
 )
-_EPOCH_PREFIXES = ("firing_rate.", "estimate.")
+_EPOCH_PREFIXES = (FIRING_RATE_PREFIX, ESTIMATE_PREFIX, CHECK_MEASURED_PREFIX, CHECK_ESTIMATE_PREFIX)
 MlflowTrialCallback: type  # created on first use, see __getattr__ at the bottom
-FINAL_METRICS = ("best_test_accuracy", "bwo_epoch")
-TRIAL_ARTIFACTS = ("config.json", "metrics.json", "estimator_history.json", "binarized_layers.json")
+FINAL_METRICS = ("bwo_epoch",)  # logged once, at the last epoch run
+ESTIMATOR_CHECK_FILE = "estimator_check.json"  # only when the run measured its layers (estimator_check)
+TRIAL_ARTIFACTS = (
+    "config.json",
+    "metrics.json",
+    "estimator_history.json",
+    "binarized_layers.json",
+    ESTIMATOR_CHECK_FILE,
+)
 MLFLOW_STATUS = {"FINISHED": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED"}
 _tune = None
 
@@ -302,7 +332,7 @@ class _MlflowTrialCallback:
             run_id = found[0].info.run_id if found else self._create(trial)
             self._runs[trial_id] = run_id
         if run_id not in self._last_step:
-            history = self._client.get_metric_history(run_id, "test_accuracy")
+            history = self._client.get_metric_history(run_id, VAL_ACCURACY)
             self._last_step[run_id] = max((m.step for m in history), default=0)
         return run_id
 

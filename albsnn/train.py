@@ -1,9 +1,13 @@
 """Training loop: surrogate-gradient SNN training with adaptive binarization and BWO.
 
-``fit(TrainConfig(...))`` trains, evaluates every epoch, lets the :class:`BinarizationPolicy`
-binarize layers, fires BWO when the loss stalls, checkpoints every epoch (``out``), and exports the
-final model as a bit-packed ``model.albsnn``. Callbacks see each epoch's metrics and may stop the
-run (the sweep platform reports them to Ray Tune from here).
+``fit(TrainConfig(...))`` trains, evaluates every epoch on the validation and the test split, lets
+the :class:`BinarizationPolicy` binarize layers, fires BWO when the validation loss stalls,
+checkpoints every epoch (``out``), and exports the final model as a bit-packed ``model.albsnn``.
+Callbacks see each epoch's metrics and may stop the run (the sweep platform reports them to Ray Tune
+from here).
+
+Select on validation, report on test: every decision (layers, BWO, best epoch) reads the validation
+split (``val_fraction`` of the training data); ``test_*`` metrics are logged, never used.
 
     from albsnn.train import TrainConfig, fit
     result = fit(TrainConfig(dataset="digits", epochs=8, time_steps=2, out="runs/demo"))
@@ -37,10 +41,19 @@ from albsnn.bwo import (
     Trigger,
     apply_bwo,
 )
-from albsnn.data import DatasetSplits, dataset_info, load_dataset
+from albsnn.calibration import CalibrationProbe, evaluate, recalibrate_bn
+from albsnn.data import DEFAULT_VAL_FRACTION, DatasetSplits, check_val_fraction, dataset_info, load_dataset
 from albsnn.data.loader import TensorLoader
 from albsnn.errors import ConfigError
-from albsnn.estimator import POLICY_MODES, BinarizationPolicy, get_estimator
+from albsnn.estimator import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    POLICY_MODES,
+    BinarizationPolicy,
+    Measured,
+    Taylor,
+    get_estimator,
+)
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
 
@@ -50,6 +63,9 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.albsnn"
+CHECKPOINT_FORMAT = "albsnn-checkpoint-2"  # 2: per-layer LR groups, validation metrics
+BN_SAMPLES = 512  # training samples that re-estimate BatchNorm statistics: each epoch and per probe
+TAYLOR_CHECK_BATCHES = 16  # training batches (no optimizer step) behind the end-of-run taylor estimate
 
 
 @dataclass
@@ -61,6 +77,7 @@ class TrainConfig:
     data_dir: str | None = None  # None: $ALBSNN_DATA or ~/.cache/albsnn
     limit_train: int | None = None  # stratified subset sizes, for quick runs
     limit_test: int | None = None
+    val_fraction: float = DEFAULT_VAL_FRACTION  # stratified share of train held out for every selection
     data_options: dict = field(default_factory=dict)  # forwarded to the dataset loader
     # model
     arch: str | None = None  # None: the dataset's suggested architecture
@@ -78,22 +95,25 @@ class TrainConfig:
     alpha_mode: str = "channel"  # channel | layer
     clip_value: float = 1.0
     # accuracy loss estimator / binarization policy
-    binarize: str = "adaptive"  # adaptive | all | none
-    estimator: str = "weight-error"  # weight-error | taylor
-    threshold: float = 0.3
+    binarize: str = "adaptive"  # adaptive | random | all | none
+    estimator: str = DEFAULT_ESTIMATOR  # measured | weight-error | taylor
+    threshold: float = 1.0  # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
     warmup: int = 2  # epochs before the first decision
     interval: int = 1  # epochs between decisions
+    freeze_last: int = 1  # no decisions in the last epochs: every switched layer is trained before export
+    calibration_size: int = 1000  # validation samples the measured estimator evaluates per state
+    estimator_check: bool = False  # at the end, measure every candidate's true val accuracy drop
     reversible: bool = False
     hysteresis: float = 0.2
-    budget: float | None = None  # target storage reduction in (0, 1); replaces the threshold
+    budget: float | None = None  # target storage reduction in (0, 1); replaces the threshold; random needs it
     binarize_first: bool = False
     binarize_classifier: bool = False
     # binary weight optimization
-    bwo: str = "project"  # project | scale | both | off
-    bwo_patience: int = 2  # epochs without > bwo_eps relative loss improvement
+    bwo: str = "project"  # project | off
+    bwo_patience: int = 2  # epochs since the binary set last changed without > bwo_eps val loss gain
     bwo_eps: float = 0.01
     bwo_epoch: int | None = None  # fire at this epoch instead of on a plateau
-    bwo_lr_factor: float = 0.1
+    bwo_lr_factor: float = 0.1  # applies to the binary layers' parameter groups only
     # optimisation
     epochs: int = 8
     batch_size: int = 64
@@ -119,10 +139,26 @@ class TrainConfig:
             (self.time_steps >= 1, f"time_steps (T) must be >= 1, but got time_steps={self.time_steps}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.bwo_lr_factor > 0, f"bwo_lr_factor must be > 0, but got {self.bwo_lr_factor}"),
+            (self.calibration_size >= 1, f"calibration_size must be >= 1, got {self.calibration_size}"),
+            (
+                self.freeze_last >= 1,
+                f"freeze_last must be >= 1 epoch, but got freeze_last={self.freeze_last}",
+            ),
+            (
+                self.binarize not in ("adaptive", "random") or self.freeze_last < self.epochs,
+                f"freeze_last must be < epochs (decisions need an epoch to train in), but got "
+                f"freeze_last={self.freeze_last}, epochs={self.epochs}",
+            ),
+            (
+                not (self.readout == "rate" and self.time_steps == 1),
+                "readout=rate needs time_steps >= 2 (at T=1 logits are 0/1 spikes and argmax ties "
+                "favour class 0); use readout=membrane",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_val_fraction(self.val_fraction)
         for name, allowed in (
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
@@ -158,6 +194,8 @@ class TrainConfig:
             budget=self.budget,
             binarize_first=self.binarize_first,
             binarize_classifier=self.binarize_classifier,
+            last_decision_epoch=self.epochs - self.freeze_last,
+            seed=self.seed,
         )
 
     def make_trigger(self) -> Trigger:
@@ -250,40 +288,79 @@ class Trainer:
             limit_train=c.limit_train,
             limit_test=c.limit_test,
             seed=c.seed,
+            val_fraction=c.val_fraction,
             **c.data_options,
         )
+        if self.splits.val_y is None:
+            raise ConfigError(
+                f"dataset {c.dataset!r} came without a validation split; load it with load_dataset"
+            )
         self.model: SpikingNet = build_model(c.model_config(self.splits.info)).to(self.device)
         self.policy = c.make_policy()
         self.policy.start(self.model)
         self.trigger = c.make_trigger()
         self.optimizer = self._make_optimizer()
+        s = self.splits
         self.train_loader = TensorLoader(
-            self.splits.train_x,
-            self.splits.train_y,
-            c.batch_size,
-            shuffle=True,
-            seed=c.seed,
-            device=self.device,
+            s.train_x, s.train_y, c.batch_size, shuffle=True, seed=c.seed, device=self.device
         )
-        self.test_loader = TensorLoader(self.splits.test_x, self.splits.test_y, 512, device=self.device)
+        self.val_loader = TensorLoader(s.val_x, s.val_y, 512, device=self.device)
+        self.test_loader = TensorLoader(s.test_x, s.test_y, 512, device=self.device)
+        self.probe = self._make_probe(c.calibration_size)
+        self.policy.estimator.bind(self.probe)
         self.epoch = 0
         self.step = 0
-        self.lr_scale = 1.0
         self.bwo_epoch: int | None = None
+        self.bwo_layers: list[str] = []
+        self.changed_epoch = 0  # last epoch whose decision changed the binary set
         self.history: list[dict] = []
         self.out = Path(c.out).resolve() if c.out else None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
+        """One parameter group per switchable layer (BWO scales only the binary ones) plus the rest."""
         c = self.config
-        params = list(self.model.parameters())
+        layers = binary_layers(self.model)
+        own = {id(p) for m in layers.values() for p in m.parameters(recurse=False)}
+        groups = [
+            {"params": list(m.parameters(recurse=False)), "layer": name, "lr_scale": 1.0}
+            for name, m in layers.items()
+        ]
+        rest = [p for p in self.model.parameters() if id(p) not in own]
+        groups.append({"params": rest, "layer": None, "lr_scale": 1.0})
         if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+
+    def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> list:
+        keep = keep.to(x.device)
+        return list(TensorLoader(x[keep], y[keep], 512, device=self.device))
+
+    def _make_probe(self, calibration_size: int) -> CalibrationProbe:
+        from albsnn.data import stratified_subset
+
+        s = self.splits
+        bn = self._batches(s.train_x, s.train_y, stratified_subset(s.train_y, BN_SAMPLES, seed=0))
+        self.calibration_index = stratified_subset(s.val_y, calibration_size, seed=0)
+        calibration = self._batches(s.val_x, s.val_y, self.calibration_index)
+        return CalibrationProbe(self.model, bn, calibration, self._eval_inputs)
+
+    def _holdout_probe(self) -> CalibrationProbe:
+        """The validation samples the measured estimator never saw (all of them if it saw all)."""
+        s = self.splits
+        rest = torch.ones(len(s.val_y), dtype=torch.bool)
+        rest[self.calibration_index] = False
+        keep = rest.nonzero().flatten() if rest.any() else torch.arange(len(s.val_y))
+        return CalibrationProbe(
+            self.model, self.probe.bn_batches, self._batches(s.val_x, s.val_y, keep), self._eval_inputs
+        )
 
     # ---- one epoch -------------------------------------------------------------------------------
     def _inputs(self, xb: torch.Tensor, train: bool) -> torch.Tensor:
         x = self.splits.prepare(xb, train)
         return x.transpose(0, 1) if self.splits.info.events else x  # events: [B,T,...] -> [T,B,...]
+
+    def _eval_inputs(self, xb: torch.Tensor) -> torch.Tensor:
+        return self._inputs(xb, train=False)
 
     def _autocast(self):
         enabled = self.config.amp and self.device.type == "cuda"
@@ -302,8 +379,9 @@ class Trainer:
         self._sync()
         t0 = time.perf_counter()
         for xb, yb in self.train_loader:
+            lr = get_lr(self.step, total_steps, c.lr, c.schedule)
             for group in self.optimizer.param_groups:
-                group["lr"] = get_lr(self.step, total_steps, c.lr, c.schedule) * self.lr_scale
+                group["lr"] = lr * group["lr_scale"]
             with self._autocast():
                 logits = model(self._inputs(xb, train=True)).float()
             loss = F.cross_entropy(logits, yb, label_smoothing=c.label_smoothing)
@@ -319,16 +397,11 @@ class Trainer:
         seconds = time.perf_counter() - t0
         return float(loss_sum) / seen, float(correct) / seen, seconds
 
-    @torch.no_grad()
-    def evaluate(self) -> float:
-        self.model.eval()
+    def evaluate(self, loader: TensorLoader | None = None) -> tuple[float, float]:
+        """``(accuracy, loss)`` on ``loader`` (default: the validation split)."""
         reset_firing_rates(self.model)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for xb, yb in self.test_loader:
-            with self._autocast():
-                logits = self.model(self._inputs(xb, train=False))
-            correct += (logits.argmax(1) == yb).sum()
-        return float(correct) / len(self.test_loader.y)
+        with self._autocast():
+            return evaluate(self.model, loader or self.val_loader, self._eval_inputs)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -345,26 +418,40 @@ class Trainer:
         while self.epoch < c.epochs:
             self.epoch += 1
             train_loss, train_acc, seconds = self.train_epoch()
+            before = [n for n, m in binary_layers(self.model).items() if m.is_binary]
             binary = self.policy.step(self.epoch, self.model, lambda m: 1 - storage_bytes(m) / full)
-            self._maybe_bwo([h["train_loss"] for h in self.history] + [train_loss])
-            test_acc = self.evaluate()
+            if set(binary) != set(before):
+                self.changed_epoch = self.epoch
+            # Every mode, every epoch: BN statistics of the weights being evaluated and exported, never
+            # an EMA that mixes earlier weights or another binary state (a confound between modes).
+            recalibrate_bn(self.model, self.probe.bn_batches, self._eval_inputs)
+            val_acc, val_loss = self.evaluate(self.val_loader)
+            test_acc, test_loss = self.evaluate(self.test_loader)
+            rates = firing_rates(self.model)
+            self._maybe_bwo(val_loss)
             size = storage_bytes(self.model)
             metrics = {
                 "epoch": self.epoch,
                 "train_loss": train_loss,
                 "train_accuracy": train_acc,
+                "val_accuracy": val_acc,
+                "val_loss": val_loss,
+                "best_val_accuracy": max([val_acc] + [h["val_accuracy"] for h in self.history]),
                 "test_accuracy": test_acc,
+                "test_loss": test_loss,
                 "storage_bytes": size,
                 "fp32_bytes": full,
                 "storage_reduction": 1 - size / full,
                 "binarized_layers": binary,
                 "num_binarized": len(binary),
                 "estimates": self.policy.last_estimates(),
-                "firing_rates": firing_rates(self.model),
+                "firing_rates": rates,
                 "epoch_seconds": seconds,
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": self.optimizer.param_groups[-1]["lr"],
                 "bwo_epoch": self.bwo_epoch,
             }
+            if self.epoch == c.epochs and c.estimator_check:
+                metrics["estimator_check"] = self.check_estimators()
             self.history.append(metrics)
             if self.out:
                 self.save_checkpoint(self.out / CHECKPOINT)
@@ -376,27 +463,74 @@ class Trainer:
             cb.on_fit_end(self, result)
         return result
 
-    def _maybe_bwo(self, losses: list[float]) -> None:
+    def _maybe_bwo(self, val_loss: float) -> None:
+        """BWO on a validation-loss plateau counted from the last change of the binary set."""
         c = self.config
-        if self.bwo_epoch is not None or not self.trigger.should_fire(self.epoch, losses):
+        if self.bwo_epoch is not None or c.bwo == "off":
             return
-        apply_bwo(c.bwo, self.model, self.optimizer)
-        if c.bwo in ("project", "both"):
-            self.lr_scale *= c.bwo_lr_factor
+        if not any(m.is_binary for m in binary_layers(self.model).values()):
+            return  # nothing to optimise: no LR cut, no confound
+        since = [h["val_loss"] for h in self.history if h["epoch"] > self.changed_epoch]
+        losses = since + ([val_loss] if self.epoch > self.changed_epoch else [])
+        if not self.trigger.should_fire(self.epoch, losses):
+            return
+        self.bwo_layers = apply_bwo(c.bwo, self.model, self.optimizer)
+        for group in self.optimizer.param_groups:
+            if group["layer"] in self.bwo_layers:
+                group["lr_scale"] *= c.bwo_lr_factor
         self.bwo_epoch = self.epoch
+
+    def check_estimators(self) -> dict:
+        """Every estimator's estimate and the true val accuracy drop (pp) of each candidate, final model.
+
+        The truth: accuracy with the layer full precision minus with it binary (the other layers as
+        they are, BN re-estimated in both states), on the validation samples outside the ``measured``
+        estimator's calibration set, so the two are measured on disjoint data.
+        """
+        layers = self.policy.candidates(self.model)
+        truth = Measured()
+        truth.bind(self._holdout_probe())
+        measured = {n: truth.estimate(n, m) for n, m in layers.items()}
+        estimates = {}
+        for kind in ESTIMATORS:
+            estimator = get_estimator(kind)
+            estimator.bind(self.probe)
+            if isinstance(estimator, Taylor):
+                self._taylor_batches(estimator, layers)
+            estimates[kind] = {n: estimator.estimate(n, m) for n, m in layers.items()}
+        return {"measured": measured, "estimates": estimates}
+
+    def _taylor_batches(self, estimator: Taylor, layers: dict) -> None:
+        """Gradients of a few training batches, no optimizer step, BN statistics untouched (eval mode)."""
+        self.model.eval()
+        estimator.on_epoch_start()
+        for i, (xb, yb) in enumerate(self.train_loader):
+            if i == TAYLOR_CHECK_BATCHES:
+                break
+            self.model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.model(self._inputs(xb, train=False)).float(), yb)
+            loss.backward()
+            estimator.after_backward(layers, loss)
+        self.model.zero_grad(set_to_none=True)
 
     def result(self) -> dict:
         last = self.history[-1]
+        best = max(self.history, key=lambda h: h["val_accuracy"])  # first of equals: earliest epoch
         model_path = self.export(self.out / MODEL_FILE) if self.out else None
+        keys = ("val_accuracy", "test_accuracy", "storage_bytes", "fp32_bytes", "storage_reduction")
         return {
-            **{k: last[k] for k in ("test_accuracy", "storage_bytes", "fp32_bytes", "storage_reduction")},
+            **{k: last[k] for k in keys},
             "binarized_layers": last["binarized_layers"],
             "epochs": self.epoch,
             "bwo_epoch": self.bwo_epoch,
+            "bwo_layers": self.bwo_layers,
             "model_path": str(model_path) if model_path else None,
             "train_loss": last["train_loss"],
             "train_accuracy": last["train_accuracy"],
-            "best_test_accuracy": max(h["test_accuracy"] for h in self.history),
+            "best_epoch": best["epoch"],
+            "best_val_accuracy": best["val_accuracy"],
+            "best_epoch_test_accuracy": best["test_accuracy"],
+            "estimator_check": last.get("estimator_check"),
             "arch": self.model.config.arch,
             "dataset": self.config.dataset,
             "time_steps": self.config.time_steps,
@@ -406,12 +540,14 @@ class Trainer:
     def export(self, path: Path) -> Path:
         from albsnn.export import save_model
 
+        last = self.history[-1] if self.history else {}
         meta = {
             "estimates": self.policy.last_estimates(),
             "dataset": self.config.dataset,
             "class_names": list(self.splits.info.class_names),
             "train_config": self.config.to_dict(),
-            "test_accuracy": self.history[-1]["test_accuracy"] if self.history else None,
+            "val_accuracy": last.get("val_accuracy"),
+            "test_accuracy": last.get("test_accuracy"),
             "epochs": self.epoch,
         }
         return save_model(self.model, path, metadata=meta)
@@ -419,12 +555,13 @@ class Trainer:
     # ---- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "format": "albsnn-checkpoint-1",
+            "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "epoch": self.epoch,
             "step": self.step,
-            "lr_scale": self.lr_scale,
             "bwo_epoch": self.bwo_epoch,
+            "bwo_layers": self.bwo_layers,
+            "changed_epoch": self.changed_epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "policy": self.policy.state_dict(),
@@ -456,7 +593,7 @@ class Trainer:
             raise ModelFileError(f"checkpoint {path} does not exist") from None
         except Exception as e:  # torch raises several types for damaged files
             raise ModelFileError(f"checkpoint {path} is not a readable ALBSNN checkpoint ({e})") from None
-        if not isinstance(state, dict) or state.get("format") != "albsnn-checkpoint-1":
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ModelFileError(f"{path} is not an ALBSNN checkpoint")
         self.model.load_state_dict(state["model"])
         for layer in binary_layers(self.model).values():
@@ -465,7 +602,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy.load_state_dict(state["policy"])
         self.epoch, self.step = state["epoch"], state["step"]
-        self.lr_scale, self.bwo_epoch = state["lr_scale"], state["bwo_epoch"]
+        self.bwo_epoch, self.bwo_layers = state["bwo_epoch"], state["bwo_layers"]
+        self.changed_epoch = state["changed_epoch"]
         self.history = list(state["history"])
         torch.set_rng_state(state["rng"].cpu())
 

@@ -48,6 +48,9 @@ __all__ = [
     "load_dataset",
     "data_root",
     "stratified_subset",
+    "split_validation",
+    "check_val_fraction",
+    "DEFAULT_VAL_FRACTION",
 ]
 
 
@@ -67,7 +70,7 @@ class DatasetInfo:
 
 @dataclass
 class DatasetSplits:
-    """Train and test tensors plus the on-device transform that turns a stored batch into input.
+    """Train, validation and test tensors plus the on-device transform that turns a stored batch into input.
 
     ``train_x``/``test_x`` may be stored compactly (uint8 pixels, uint8/int16 event counts);
     ``transform`` (``fn(x, train) -> float tensor``) runs per batch on the device: normalisation,
@@ -82,6 +85,8 @@ class DatasetSplits:
     test_y: torch.Tensor
     transform: Callable[[torch.Tensor, bool], torch.Tensor] | None = None
     meta: dict = field(default_factory=dict)
+    val_x: torch.Tensor | None = None  # carved from the training data by load_dataset
+    val_y: torch.Tensor | None = None
 
     def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         return self.transform(x, train) if self.transform else x.float()
@@ -107,6 +112,8 @@ _REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
 _STATUS: dict[str, StatusFn] = {}
 _FETCH: dict[str, FetchFn] = {}
 _PASSED_THROUGH = ("limit_train", "limit_test", "seed")  # given to loaders that declare them
+VAL_SPLIT_SEED = 0  # one validation split per dataset, whatever the run's seed: runs stay paired
+DEFAULT_VAL_FRACTION = 0.1
 
 
 def register_dataset(
@@ -186,6 +193,39 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.sort(keep))
 
 
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0 < val_fraction <= 0.5:
+        raise ConfigError(f"val_fraction must be in (0, 0.5], but got val_fraction={val_fraction}")
+
+
+def split_validation(splits: DatasetSplits, val_fraction: float) -> DatasetSplits:
+    """Move a stratified ``val_fraction`` of the training samples to ``val_x``/``val_y``.
+
+    The split depends only on the labels and :data:`VAL_SPLIT_SEED`, so every run on the same data
+    (any seed, any hyperparameters) validates on the same samples, disjoint from train and test.
+    """
+    from sklearn.model_selection import train_test_split
+
+    check_val_fraction(val_fraction)
+    y = splits.train_y.numpy()
+    classes = len(np.unique(y))
+    n_val = int(round(val_fraction * len(y)))
+    if n_val < classes or len(y) - n_val < classes:
+        raise ConfigError(
+            f"{splits.info.name}: val_fraction={val_fraction} of {len(y)} training samples gives "
+            f"{n_val} validation samples, fewer than its {classes} classes; raise val_fraction or limit_train"
+        )
+    train, val = train_test_split(np.arange(len(y)), test_size=n_val, random_state=VAL_SPLIT_SEED, stratify=y)
+    train, val = torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))
+    return replace(
+        splits,
+        train_x=splits.train_x[train],
+        train_y=splits.train_y[train],
+        val_x=splits.train_x[val],
+        val_y=splits.train_y[val],
+    )
+
+
 def dataset_options(name: str) -> dict[str, tuple[object, object]]:
     """``{option: (type, default)}`` that ``load_dataset(name, **options)`` accepts."""
     dataset_info(name)
@@ -206,14 +246,19 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
     seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     **options,
 ) -> DatasetSplits:
     """Load a registered dataset; ``limit_*`` keep a stratified subset of that many samples.
+
+    A stratified ``val_fraction`` of the training data becomes the validation split (see
+    :func:`split_validation`) before ``limit_train`` subsets what is left for training.
 
     ``options`` are the loader's own (:func:`dataset_options` lists them); values given as text
     (``"0.2"``, ``"true"``, ``"none"``) are converted to the declared type, so CLI pairs pass as is.
     """
     dataset_info(name)  # unknown name -> ConfigError before any file is touched
+    check_val_fraction(val_fraction)
     for key, value in (("limit_train", limit_train), ("limit_test", limit_test), ("time_steps", time_steps)):
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be >= 1, but got {key}={value}")
@@ -222,7 +267,7 @@ def load_dataset(
     params = inspect.signature(fn).parameters
     passed = {"limit_train": limit_train, "limit_test": limit_test, "seed": seed}
     kwargs.update({k: v for k, v in passed.items() if k in params})
-    splits = fn(data_root(data_dir), time_steps=time_steps, **kwargs)
+    splits = split_validation(fn(data_root(data_dir), time_steps=time_steps, **kwargs), val_fraction)
     if limit_train:
         keep = stratified_subset(splits.train_y, limit_train, seed)
         splits = replace(splits, train_x=splits.train_x[keep], train_y=splits.train_y[keep])

@@ -2,7 +2,7 @@
 
 The report reads MLflow only (plus the sweep's Optuna journal when its parent run names one), in
 the layout ``docs/tracking.md`` fixes, computes one typed :class:`ReportInfo` (Pareto points,
-hypervolume, ablation rows, ...) and renders it to::
+hypervolume, ablation rows, estimator check, ...) and renders it to::
 
     OUT/index.html        one self-contained page (figures embedded, no external URL)
     OUT/report.md         the same tables, pasteable
@@ -11,7 +11,8 @@ hypervolume, ablation rows, ...) and renders it to::
     OUT/report.json       the info record itself
 
 and logs ``OUT`` to the sweep's parent run as the artifact folder ``report/``. The library part
-of albsnn never imports this package.
+of albsnn never imports this package. Rule of evidence: the report selects (Pareto front,
+hypervolume, best run) on validation accuracy and reports the test accuracy of what it selected.
 
 Example::
 
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from albsnn.errors import AlbsnnError
 from albsnn.report.ablation import AblationInfo, AblationRow, holm, paired_test
+from albsnn.report.estimator_check import EstimatorCheckInfo, estimator_check
 from albsnn.report.info import ReportInfo, build_info
 from albsnn.report.pareto import HypervolumeInfo, ParetoInfo, ParetoPoint, hypervolume_2d, pareto_mask
 from albsnn.report.source import RunsData, load_runs
@@ -52,6 +54,8 @@ __all__ = [
     "HypervolumeInfo",
     "AblationInfo",
     "AblationRow",
+    "EstimatorCheckInfo",
+    "estimator_check",
     "pareto_mask",
     "hypervolume_2d",
     "paired_test",

@@ -1,10 +1,12 @@
 """Ablation statistics over seeds: ``mean ± std (n)`` per configuration, paired tests, Holm.
 
-A row is one configuration of the grid (every swept parameter but ``seed``). Its cell is the mean
-and sample standard deviation (``ddof=1``) of the final test accuracy over the seeds that
-finished. Each non-baseline row is compared with the baseline row by a paired test over the seeds
-both finished (seed *s* of the row against seed *s* of the baseline: same data order, same
-initialisation):
+A row is one configuration of the grid (every swept parameter but ``seed``; any levels, e.g.
+``binarize`` in adaptive / random / all / none). Its cell is the mean and sample standard deviation
+(``ddof=1``) of the final **test** accuracy over the seeds that finished: the grid is fixed before
+the runs, so nothing here selects, and the table reports on test; the mean final validation
+accuracy of the row stands beside it. Each non-baseline row is compared with the baseline row by
+a paired test over the seeds both finished (seed *s* of the row against seed *s* of the baseline:
+same data order, same initialisation):
 
 * ``"t"`` (default): paired t-test, ``scipy.stats.ttest_rel``, two-sided;
 * ``"wilcoxon"``: Wilcoxon signed-rank, ``scipy.stats.wilcoxon``, two-sided (with 5 seeds or fewer
@@ -27,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from albsnn.report.source import TEST_ACCURACY, VAL_ACCURACY
 
 __all__ = ["TESTS", "AblationRow", "AblationInfo", "paired_test", "holm", "ablation_rows"]
 
@@ -55,6 +59,7 @@ class AblationRow:
     p_value: float | None  # paired test; None for the baseline or fewer than 2 pairs
     p_holm: float | None
     storage_reduction: float | None  # mean over the finished seeds
+    val_mean: float | None = None  # mean final validation accuracy over the finished seeds
 
     @property
     def flagged(self) -> bool:
@@ -74,11 +79,12 @@ class AblationRow:
 class AblationInfo:
     """The ablation table: rows in grid order, the baseline first."""
 
-    metric: str
+    metric: str  # the per-seed value compared: final test accuracy
     factors: tuple[str, ...]
     seeds: tuple  # every seed of the grid
     test: str  # key of TESTS
     rows: tuple[AblationRow, ...]
+    val_metric: str = VAL_ACCURACY  # shown beside it as a mean per row
 
     @property
     def test_description(self) -> str:
@@ -132,20 +138,20 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
 
 def ablation_rows(
     configs: Sequence[tuple[str, Mapping]],
-    runs: Sequence[tuple[str, object, str, float | None, float | None]],
+    runs: Sequence[tuple],
     *,
     baseline: str,
     test: str = "t",
     factors: Sequence[str] = (),
-    metric: str = "test_accuracy",
+    metric: str = TEST_ACCURACY,
 ) -> AblationInfo:
     """Build the table.
 
     Args:
         configs: ``(label, {factor: level})`` in grid order.
-        runs: ``(label, seed, state, accuracy, storage_reduction)`` per run; ``state`` is
-            ``FINISHED``, ``PRUNED`` or ``FAILED`` (anything but FINISHED counts as failed). A
-            repeated ``(label, seed)`` keeps its last finished value.
+        runs: ``(label, seed, state, test_accuracy, storage_reduction[, val_accuracy])`` per run;
+            ``state`` is ``FINISHED``, ``PRUNED`` or ``FAILED`` (anything but FINISHED counts as
+            failed). A repeated ``(label, seed)`` keeps its last finished value.
         baseline: the label of the baseline configuration.
         test: ``"t"`` or ``"wilcoxon"`` (see :data:`TESTS`).
     """
@@ -157,13 +163,16 @@ def ablation_rows(
     seeds = sorted({seed for _, seed, *_ in runs}, key=_seed_key)
     finished: dict[str, dict] = {label: {} for label in labels}
     reduction: dict[str, dict] = {label: {} for label in labels}
+    val: dict[str, dict] = {label: {} for label in labels}
     tried: dict[str, set] = {label: set() for label in labels}
-    for label, seed, state, acc, red in runs:
+    for label, seed, state, acc, red, *rest in runs:
         tried[label].add(seed)
         if state == "FINISHED" and acc is not None and math.isfinite(acc):
             finished[label][seed] = float(acc)
             if red is not None:
                 reduction[label][seed] = float(red)
+            if rest and rest[0] is not None and math.isfinite(rest[0]):
+                val[label][seed] = float(rest[0])
     base = finished[baseline]
     base_mean = float(np.mean(list(base.values()))) if base else None
     partial = []
@@ -189,15 +198,18 @@ def ablation_rows(
                 delta=None if mean is None or base_mean is None else mean - base_mean,
                 n_pairs=len(common),
                 p_value=p,
-                storage_reduction=float(np.mean(list(reduction[label].values())))
-                if reduction[label]
-                else None,
+                storage_reduction=_mean(reduction[label]),
+                val_mean=_mean(val[label]),
             )
         )
     adjusted = holm([r["p_value"] for r in partial])
     rows = tuple(AblationRow(**r, p_holm=adj) for r, adj in zip(partial, adjusted, strict=True))
     rows = tuple(sorted(rows, key=lambda r: not r.baseline))  # stable: baseline first, then grid order
     return AblationInfo(metric=metric, factors=tuple(factors), seeds=tuple(seeds), test=test, rows=rows)
+
+
+def _mean(by_seed: Mapping) -> float | None:
+    return float(np.mean(list(by_seed.values()))) if by_seed else None
 
 
 def _seed_key(seed: object) -> tuple:

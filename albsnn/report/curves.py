@@ -2,7 +2,9 @@
 
 Each is a typed record computed from plain numbers; :mod:`albsnn.report.figures` draws them and
 :mod:`albsnn.report.tables` lists them. Bands are ``mean ± std`` (sample std, ``ddof=1``; 0 for one
-run) over the runs of a group, and ``n`` says how many runs each point stands on.
+run) over the runs of a group, and ``n`` says how many runs each point stands on. A band's ``best``
+is the value of the run a *selector* picks (the highest validation accuracy), never the highest
+value itself: a test accuracy is reported, not selected on.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ class Band:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     n: tuple[int, ...]
-    best: tuple[float, ...]  # the best run at each x
+    best: tuple[float, ...] | None  # at each x, the value of the run the selector ranks first
 
 
 @dataclass(frozen=True)
 class TimeStepInfo:
-    """Final test accuracy against the number of time steps T, one band per group."""
+    """Final test accuracy against the number of time steps T, one band per group.
+
+    ``best`` is the test accuracy of the run with the highest validation accuracy at each T.
+    """
 
     group_by: str | None  # the parameter whose levels are the bands (None: all runs one band)
     bands: tuple[Band, ...]
@@ -52,6 +57,7 @@ class LearningCurve:
     label: str  # the configuration
     test_accuracy: Band  # x = epoch
     train_loss: Band
+    val_accuracy: Band | None = None  # None: not logged
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class LayerMapInfo:
 
 @dataclass(frozen=True)
 class EstimatorHistoryInfo:
-    """The accuracy-loss estimate of each layer, epoch by epoch, in the best run."""
+    """The accuracy-loss estimate of each layer, epoch by epoch, in the best run (on validation)."""
 
     run_id: str
     label: str
@@ -84,17 +90,28 @@ class EstimatorHistoryInfo:
     binary: tuple[tuple[bool, ...], ...]  # per layer: binary after that epoch's decision
 
 
-def band(label: str, groups: Mapping[float, Sequence[float]]) -> Band:
-    """A band from ``{x: [values of the runs at x]}`` (x sorted)."""
+def band(
+    label: str,
+    groups: Mapping[float, Sequence[float]],
+    select: Mapping[float, Sequence[float]] | None = None,
+) -> Band:
+    """A band from ``{x: [values of the runs at x]}`` (x sorted).
+
+    ``select`` (``{x: [selector of each of those runs]}``, same order) picks ``best``: the value of
+    the run with the highest selector (the first on a tie). Without it ``best`` is None.
+    """
     xs = sorted(groups)
     arrays = [np.asarray(groups[x], dtype=float) for x in xs]
+    best = None
+    if select is not None:
+        best = tuple(float(a[int(np.argmax(select[x]))]) for x, a in zip(xs, arrays, strict=True))
     return Band(
         label=label,
         x=tuple(float(x) for x in xs),
         mean=tuple(float(a.mean()) for a in arrays),
         std=tuple(float(a.std(ddof=1)) if len(a) > 1 else 0.0 for a in arrays),
         n=tuple(len(a) for a in arrays),
-        best=tuple(float(a.max()) for a in arrays),
+        best=best,
     )
 
 

@@ -18,6 +18,7 @@ from albsnn.report.info import ReportInfo
 __all__ = ["FIGURES", "save_figures"]
 
 _FRONT = "#1f77b4"
+_TEST = "#ff7f0e"  # the reported test accuracy of a selected run
 _GREY = "#b0b0b0"
 _PAPER = "#d62728"
 _REF = "#7f7f7f"
@@ -38,7 +39,7 @@ def _rank_groups(points) -> list[tuple[float, float, str, list]]:
     """Front points at the same (bytes, accuracy) share one mark: ``"#2-4"`` or ``"#2, #5"``."""
     groups: dict[tuple[float, float], list] = {}
     for p in points:
-        groups.setdefault((p.storage_bytes, p.accuracy), []).append(p)
+        groups.setdefault((p.storage_bytes, p.val_accuracy), []).append(p)
     out = []
     for (x, y), ps in groups.items():
         ranks = [p.rank for p in ps]
@@ -55,8 +56,18 @@ def _rank_groups(points) -> list[tuple[float, float, str, list]]:
 _MAX_KEY_LINES = 14
 
 
+def _test_marks(ax, xs, points) -> None:
+    """The test accuracy of each selected point: an x joined to its validation point by a thin line."""
+    val = [100 * p.val_accuracy for p in points]
+    test = [np.nan if p.test_accuracy is None else 100 * p.test_accuracy for p in points]
+    ax.vlines(xs, val, test, color=_TEST, linewidth=0.8, alpha=0.6, zorder=2)
+    label = "test accuracy of the front (reported)"
+    ax.scatter(xs, test, marker="x", s=36, color=_TEST, label=label, zorder=3)
+
+
 def plot_pareto(info: ReportInfo):
-    """Accuracy vs bytes (log): grey dominated runs, the front as a staircase, a key of its settings below."""
+    """Validation accuracy vs bytes (log): grey dominated runs, the front as a staircase, the test
+    accuracy of each front point as an x, and a key of the front's settings below."""
     from matplotlib.figure import Figure
 
     p, hv = info.pareto, info.hypervolume
@@ -81,14 +92,14 @@ def plot_pareto(info: ReportInfo):
     if dom:
         ax.scatter(
             [d.storage_bytes for d in dom],
-            [100 * d.accuracy for d in dom],
+            [100 * d.val_accuracy for d in dom],
             s=22,
             color=_GREY,
             label=f"dominated ({len(dom)})",
             zorder=2,
         )
     xs = np.array([f.storage_bytes for f in front])
-    ys = np.array([100 * f.accuracy for f in front])
+    ys = np.array([100 * f.val_accuracy for f in front])
     ax.step(
         np.append(xs, hv.reference_bytes),
         np.append(ys, ys[-1]),
@@ -104,9 +115,10 @@ def plot_pareto(info: ReportInfo):
         color=_FRONT,
         edgecolor="white",
         linewidth=0.8,
-        label=f"Pareto front ({len(front)})",
+        label=f"Pareto front, selected on validation ({len(front)})",
         zorder=3,
     )
+    _test_marks(ax, xs, front)
     for x, y, text, _ in groups:
         ax.annotate(
             text,
@@ -143,8 +155,8 @@ def plot_pareto(info: ReportInfo):
     xmin = min(float(xs.min()), min((d.storage_bytes for d in dom), default=np.inf))
     ax.set_xlim(xmin / 1.5, hv.reference_bytes * 1.5)
     ax.set_xlabel("storage (bytes, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{p.dataset}: test accuracy vs storage (hypervolume {hv.normalized:.4f})")
+    ax.set_ylabel("accuracy (%): validation (dots), test (x)")
+    ax.set_title(f"{p.dataset}: validation accuracy vs storage (hypervolume {hv.normalized:.4f})")
     ax.legend(loc="best", fontsize=8, frameon=True, framealpha=0.9, edgecolor="none")
     text_ax.axis("off")
     text_ax.text(
@@ -192,7 +204,7 @@ def plot_reduction(info: ReportInfo):
     if p.dominated:
         ax.scatter(
             [100 * g.storage_reduction for g in p.dominated],
-            [100 * g.accuracy for g in p.dominated],
+            [100 * g.val_accuracy for g in p.dominated],
             s=20,
             color=_GREY,
             label="dominated",
@@ -200,12 +212,13 @@ def plot_reduction(info: ReportInfo):
         )
     ax.scatter(
         [100 * g.storage_reduction for g in p.front],
-        [100 * g.accuracy for g in p.front],
+        [100 * g.val_accuracy for g in p.front],
         s=34,
         color=_FRONT,
-        label="Pareto front",
+        label="Pareto front, selected on validation",
         zorder=3,
     )
+    _test_marks(ax, [100 * g.storage_reduction for g in p.front], p.front)
     for _, y, text, ps in _rank_groups(p.front):
         ax.annotate(
             text,
@@ -234,8 +247,8 @@ def plot_reduction(info: ReportInfo):
     )
     ax.set_xlim(-2, 102)
     ax.set_xlabel("storage reduction vs full precision (%)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs storage reduction (every finished run)")
+    ax.set_ylabel("accuracy (%): validation (dots), test (x)")
+    ax.set_title("Validation accuracy vs storage reduction (every finished run)")
     ax.legend(fontsize=8, loc="best", frameon=True, framealpha=0.9, edgecolor="none")
     return fig
 
@@ -250,6 +263,8 @@ def plot_time_steps(info: ReportInfo):
         (line,) = ax.plot(x, m, marker="o", label=f"{b.label} (mean ± std)")
         ax.fill_between(x, np.clip(m - s, 0, 100), np.clip(m + s, 0, 100), color=line.get_color(), alpha=0.2,
                         linewidth=0)  # fmt: skip
+        if b.best is None:
+            continue
         ax.plot(
             x,
             100 * np.array(b.best),
@@ -271,7 +286,7 @@ def plot_time_steps(info: ReportInfo):
     ax.set_xticks(sorted({x for b in t.bands for x in b.x}))
     ax.set_xlabel("time steps T")
     ax.set_ylabel("final test accuracy (%)")
-    ax.set_title("Accuracy vs time steps (▲ best run)")
+    ax.set_title("Test accuracy vs time steps (▲ the run best on validation)")
     ax.legend(fontsize=8, frameon=False)
     return fig
 
@@ -310,18 +325,23 @@ def plot_learning(info: ReportInfo):
         return None
     fig, (ax1, ax2) = _figure(11, 4.2, ncols=2)
     for c in lc.curves:
+        colors = {}
         for ax, b, scale in ((ax1, c.test_accuracy, 100), (ax2, c.train_loss, 1)):
             if not b.x:
                 continue
             x, m, s = np.array(b.x), scale * np.array(b.mean), scale * np.array(b.std)
             (line,) = ax.plot(x, m, marker="o", markersize=3, label=c.label if ax is ax1 else None)
             ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.18, linewidth=0)
+            colors[ax] = line.get_color()
+        if c.val_accuracy is not None:
+            v = c.val_accuracy
+            ax1.plot(v.x, 100 * np.array(v.mean), linestyle="--", linewidth=1, color=colors.get(ax1))
     for ax in (ax1, ax2):
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    ax1.set_ylabel("test accuracy (%)")
+    ax1.set_ylabel("accuracy (%)")
     ax2.set_ylabel("train loss")
-    ax1.set_title("Learning curves: test accuracy", fontsize=10)
+    ax1.set_title("Learning curves: test accuracy (solid), validation (dashed)", fontsize=10)
     ax2.set_title("train loss", fontsize=10)
     fig.legend(loc="outside lower center", fontsize=7, frameon=False, ncols=2)
     return fig
@@ -350,9 +370,11 @@ def plot_estimator(info: ReportInfo):
     if e.bwo_epoch is not None:
         ax.axvline(e.bwo_epoch, color=_REF, linestyle=":", linewidth=1.2, label=f"BWO at epoch {e.bwo_epoch}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("estimated accuracy loss")
+    ax.set_ylabel("estimated accuracy loss (percent scale)")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(f"Estimator history of the best run ({e.run_id[:8]}); ringed: binary", fontsize=10)
+    ax.set_title(
+        f"Estimator history of the best run on validation ({e.run_id[:8]}); ringed: binary", fontsize=10
+    )
     ax.legend(fontsize=7, frameon=False, ncols=2)
     return fig
 
@@ -422,14 +444,35 @@ def plot_ablation(info: ReportInfo):
     return fig
 
 
+def plot_estimator_check(info: ReportInfo):
+    """One panel per estimator: its estimate (x) against the measured accuracy drop (y) of each layer."""
+    c = info.estimator_check
+    if c is None:
+        return None
+    n = len(c.estimators)
+    fig, axes = _figure(min(4.2 * n, 13.0), 3.8, ncols=n)
+    for ax, e in zip(axes, c.estimators, strict=True):
+        runs = list(dict.fromkeys(q.run_id for q in e.pairs))
+        for run_id in runs:
+            ps = [q for q in e.pairs if q.run_id == run_id]
+            ax.scatter([q.estimated for q in ps], [q.measured for q in ps], s=22, alpha=0.8)
+        ax.axhline(0, color=_REF, linestyle=":", linewidth=1)
+        rho = "–" if e.rho is None else f"{e.rho:.2f}"
+        ax.set_title(f"{e.estimator}: Spearman ρ = {rho} (n={e.n}, {len(runs)} runs)", fontsize=9)
+        ax.set_xlabel(f"estimate ({e.scale})")
+    axes[0].set_ylabel("measured accuracy drop (pp)")
+    return fig
+
+
 FIGURES: dict[str, tuple[str, Callable]] = {
-    "pareto": ("Pareto front: test accuracy vs storage", plot_pareto),
+    "pareto": ("Pareto front: validation accuracy vs storage (test accuracy marked)", plot_pareto),
     "hypervolume": ("Hypervolume history", plot_hypervolume),
     "reduction": ("Accuracy vs storage reduction", plot_reduction),
     "time_steps": ("Accuracy vs time steps", plot_time_steps),
     "layer_map": ("Binarized layers of the front points", plot_layer_map),
     "learning_curves": ("Learning curves", plot_learning),
     "estimator_history": ("Estimator history of the best run", plot_estimator),
+    "estimator_check": ("Estimated vs measured accuracy drop per layer", plot_estimator_check),
     "importances": ("Parameter importances", plot_importances),
     "ablation": ("Ablation", plot_ablation),
 }

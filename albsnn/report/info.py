@@ -1,9 +1,12 @@
 """The report as one typed record: :class:`ReportInfo`, computed from :class:`~albsnn.report.source.RunsData`.
 
 Everything a renderer shows is here, already computed: the renderers (HTML, Markdown, CSV, figures)
-only format it. Which accuracy: the **final** epoch's test accuracy of a run (the model it
-exported), not its best epoch. Which runs: the Pareto front, hypervolume and curves use finished
-runs; counts, compute and the ablation's flags use all of them.
+only format it. Which accuracy: the **final** epoch's (the model a run exported), not its best
+epoch. Rule of evidence: whatever *selects* (the Pareto front, hypervolume, the best run, the best
+run per T) reads :data:`SELECTED_ON`, the validation accuracy; the test accuracy
+(:data:`REPORTED`) of the selected runs is shown beside it and never selects. Which runs: the
+Pareto front, hypervolume, curves and the estimator check use finished runs; counts, compute and
+the ablation's flags use all of them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from albsnn.report.curves import (
     compact_layers,
     layer_sort_key,
 )
+from albsnn.report.estimator_check import EstimatorCheckInfo, estimator_check
 from albsnn.report.pareto import (
     PUBLISHED,
     HypervolumeInfo,
@@ -40,6 +44,15 @@ from albsnn.report.pareto import (
     hypervolume_2d,
     hypervolume_history,
     pareto_mask,
+    selected_test_hypervolume,
+)
+from albsnn.report.source import (
+    BEST_VAL_ACCURACY,
+    CHECK_ESTIMATE_PREFIX,
+    CHECK_MEASURED_PREFIX,
+    STORAGE_BYTES,
+    TEST_ACCURACY,
+    VAL_ACCURACY,
 )
 
 __all__ = [
@@ -50,7 +63,13 @@ __all__ = [
     "ImportanceInfo",
     "ReportInfo",
     "build_info",
+    "SELECTED_ON",
+    "REPORTED",
 ]
+
+SELECTED_ON = VAL_ACCURACY  # the one metric that selects: front, hypervolume, best run
+REPORTED = TEST_ACCURACY  # reported for what was selected, never selecting
+_WORDS = {VAL_ACCURACY: "validation accuracy", TEST_ACCURACY: "test accuracy"}
 
 _MAX_CURVES = 6  # learning curves drawn (more is unreadable)
 _LABEL_KEYS = ("time_steps", "estimator", "threshold", "bwo")
@@ -141,7 +160,16 @@ class ReportInfo:
     ablation: AblationInfo | None
     factors: tuple[str, ...]  # parameters that vary between runs (seed aside)
     trials: tuple[dict, ...]  # one row per run: run_id, sweep, state, metrics, factors
+    estimator_check: EstimatorCheckInfo | None = None  # None: no run logged check metrics
+    selected_on: str = SELECTED_ON
+    reported: str = REPORTED
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def selection(self) -> str:
+        """The rule of evidence in words, for the report's header and captions."""
+        chosen, shown = (_WORDS.get(m, m) for m in (self.selected_on, self.reported))
+        return f"selected on {chosen} ({self.selected_on}, final epoch); {shown} ({self.reported}) reported"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -257,14 +285,14 @@ def _label(
     parts = []
     if settings.get("time_steps") is not None:
         parts.append(f"T={settings['time_steps']}")
-    if settings.get("binarize") not in (None, "adaptive"):
+    if settings.get("binarize") not in (None, "adaptive"):  # random, all, none: no estimator decides
         parts.append(f"binarize={settings['binarize']}")
     else:
         for key in ("estimator", "threshold"):
             if settings.get(key) is not None:
                 parts.append(f"{key}={_level(settings[key], 3)}")
-        if settings.get("budget") is not None:
-            parts.append(f"budget={_level(settings['budget'], 3)}")
+    if settings.get("budget") is not None:  # adaptive and random both aim at it
+        parts.append(f"budget={_level(settings['budget'], 3)}")
     if settings.get("bwo") is not None:
         parts.append(f"BWO={settings['bwo']}")
     shown = {"time_steps", "binarize", "estimator", "threshold", "budget", "bwo"}
@@ -287,21 +315,19 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
 
     df = data.runs
     notes: list[str] = []
-    metric = lambda name: f"metrics.{name}"  # noqa: E731
-    for name in ("test_accuracy", "storage_bytes", "fp32_bytes", "storage_reduction"):
-        if metric(name) not in df:
-            df[metric(name)] = np.nan
-    ok = (
-        (df["state"] == "FINISHED")
-        & df[metric("test_accuracy")].map(_finite)
-        & df[metric("storage_bytes")].map(_finite)
-    )
+    for name in (SELECTED_ON, REPORTED, STORAGE_BYTES, "fp32_bytes", "storage_reduction"):
+        if _m(name) not in df:
+            df[_m(name)] = np.nan
+    ok = (df["state"] == "FINISHED") & df[_m(SELECTED_ON)].map(_finite) & df[_m(STORAGE_BYTES)].map(_finite)
     fin = df[ok]
     if not len(fin):
-        raise AlbsnnError("no finished run logged test_accuracy and storage_bytes (see docs/tracking.md)")
+        raise AlbsnnError(
+            f"no finished run logged {SELECTED_ON} and {STORAGE_BYTES}: the report selects on validation "
+            "accuracy, so runs from before the validation split cannot be reported (see docs/reports.md)"
+        )
     skipped = int((df["state"] == "FINISHED").sum() - len(fin))
     if skipped:
-        notes.append(f"{skipped} finished run(s) without test_accuracy/storage_bytes metrics were left out")
+        notes.append(f"{skipped} finished run(s) without {SELECTED_ON}/{STORAGE_BYTES} metrics were left out")
 
     settings = _Settings(data, df)
     dataset = _dataset(data, fin, settings)
@@ -311,8 +337,8 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
     factors = _varying(df, data.param_names)
 
     pareto = _pareto(fin, settings, dataset, factors)
-    fp32 = fin[metric("fp32_bytes")].max()
-    ref_bytes = float(fp32) if _finite(fp32) else float(fin[metric("storage_bytes")].max())
+    fp32 = fin[_m("fp32_bytes")].max()
+    ref_bytes = float(fp32) if _finite(fp32) else float(fin[_m(STORAGE_BYTES)].max())
     hv = _hypervolume(data, df, fin, (chance, ref_bytes))
     info = ReportInfo(
         title=data.title,
@@ -328,11 +354,21 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
         ablation=None,
         factors=factors,
         trials=_trials(df, factors),
+        estimator_check=_estimator_check(fin, notes),
         notes=(),
     )
     ablation, ablation_runs = _ablation(data, df, test, notes)
     learning = _learning(data, df, pareto, ablation, ablation_runs, factors)
     return dataclasses.replace(info, ablation=ablation, learning=learning, notes=tuple(notes))
+
+
+def _m(name: str) -> str:
+    """The frame column of a metric's last value."""
+    return f"metrics.{name}"
+
+
+def _values(frame, name: str) -> np.ndarray:
+    return frame[_m(name)].to_numpy(dtype=float)
 
 
 def _dataset(data, fin, settings: _Settings) -> str:
@@ -352,9 +388,8 @@ def _dataset(data, fin, settings: _Settings) -> str:
 
 
 def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ()) -> ParetoInfo:
-    acc = fin["metrics.test_accuracy"].to_numpy(dtype=float)
-    size = fin["metrics.storage_bytes"].to_numpy(dtype=float)
-    mask = pareto_mask(acc, size)
+    acc, test, size = _values(fin, SELECTED_ON), _values(fin, REPORTED), _values(fin, STORAGE_BYTES)
+    mask = pareto_mask(acc, size)  # selected on validation; test is only carried along
     order = sorted(range(len(fin)), key=lambda i: (not mask[i], size[i], -acc[i]))
     points, rank = [], 0
     for i in order:
@@ -369,7 +404,8 @@ def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ())
             ParetoPoint(
                 run_id=row["run_id"],
                 sweep=row["sweep"],
-                accuracy=float(acc[i]),
+                val_accuracy=float(acc[i]),
+                test_accuracy=float(test[i]) if math.isfinite(test[i]) else None,
                 storage_bytes=float(size[i]),
                 fp32_bytes=float(row.get("metrics.fp32_bytes", float("nan"))),
                 storage_reduction=float(row.get("metrics.storage_reduction", float("nan"))),
@@ -384,17 +420,14 @@ def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ())
 
 
 def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeInfo:
-    acc = fin["metrics.test_accuracy"].to_numpy(dtype=float)
-    size = fin["metrics.storage_bytes"].to_numpy(dtype=float)
     box = (1 - reference[0]) * reference[1]
-    total = hypervolume_2d(acc, size, reference)
     by_id = {s.run_id: s for s in data.sweeps}
     sweeps = []
     for sweep_id in dict.fromkeys(df["sweep_id"]):
         part = fin[fin["sweep_id"] == sweep_id].sort_values("end_time", kind="stable")
         everything = df[df["sweep_id"] == sweep_id]
         s = by_id.get(sweep_id)
-        a, b = part["metrics.test_accuracy"].to_numpy(float), part["metrics.storage_bytes"].to_numpy(float)
+        a, b = _values(part, SELECTED_ON), _values(part, STORAGE_BYTES)
         value = hypervolume_2d(a, b, reference) if len(part) else 0.0
         history = hypervolume_history(a, b, reference) / box if len(part) and box > 0 else np.array([])
         sweeps.append(
@@ -405,18 +438,32 @@ def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeIn
                 pruner=_strategy(s, "pruner"),
                 finished=len(part),
                 hypervolume=value,
-                normalized=value / box if box > 0 else float("nan"),
+                normalized=_fraction(value, box),
                 history=tuple(float(h) for h in history),
                 compute_seconds=float(np.nansum(everything["seconds"].to_numpy(float))),
+                test_normalized=_fraction(_test_hypervolume(part, reference), box),
             )
         )
+    total = hypervolume_2d(_values(fin, SELECTED_ON), _values(fin, STORAGE_BYTES), reference)
     return HypervolumeInfo(
         reference_accuracy=reference[0],
         reference_bytes=reference[1],
         hypervolume=total,
-        normalized=total / box if box > 0 else float("nan"),
+        normalized=_fraction(total, box),
         sweeps=tuple(sweeps),
+        test_normalized=_fraction(_test_hypervolume(fin, reference), box),
     )
+
+
+def _test_hypervolume(part, reference: tuple[float, float]) -> float:
+    if not len(part):
+        return 0.0
+    val, test, size = _values(part, SELECTED_ON), _values(part, REPORTED), _values(part, STORAGE_BYTES)
+    return selected_test_hypervolume(val, test, size, reference)
+
+
+def _fraction(value: float, box: float) -> float:
+    return value / box if box > 0 else float("nan")
 
 
 def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
@@ -489,13 +536,18 @@ def _time_steps(fin, settings: _Settings, factors: Sequence[str]) -> TimeStepInf
         return None
     group_by = next((f for f in ("estimator", "binarize", "bwo", "head") if f in factors), None)
     groups: dict[str, dict[float, list[float]]] = {}
+    select: dict[str, dict[float, list[float]]] = {}
     for r, s in zip(rows, effective, strict=True):
         t = s.get("time_steps")
-        if t is None:
+        if t is None or not _finite(r[_m(REPORTED)]):
             continue
         key = f"{group_by}={_level(s.get(group_by))}" if group_by else "all finished runs"
-        groups.setdefault(key, {}).setdefault(float(t), []).append(float(r["metrics.test_accuracy"]))
-    return TimeStepInfo(group_by=group_by, bands=tuple(band(k, v) for k, v in sorted(groups.items())))
+        groups.setdefault(key, {}).setdefault(float(t), []).append(float(r[_m(REPORTED)]))
+        select.setdefault(key, {}).setdefault(float(t), []).append(float(r[_m(SELECTED_ON)]))
+    if not groups:
+        return None
+    bands = tuple(band(k, v, select[k]) for k, v in sorted(groups.items()))
+    return TimeStepInfo(group_by=group_by, bands=bands)
 
 
 def _layer_map(pareto: ParetoInfo, fin) -> LayerMapInfo | None:
@@ -521,7 +573,7 @@ def _layer_map(pareto: ParetoInfo, fin) -> LayerMapInfo | None:
 def _estimator(
     data, pareto: ParetoInfo, settings: _Settings, notes: list[str]
 ) -> EstimatorHistoryInfo | None:
-    best = max(pareto.points, key=lambda p: (p.accuracy, -p.storage_bytes))
+    best = pareto.best
     raw = data.artifact_json(best.run_id, "estimator_history.json")
     per: dict[str, list[tuple[int, float, bool]]] = {}
     if isinstance(raw, list):
@@ -539,7 +591,7 @@ def _estimator(
                 binary = set(best.binarized_layers or ())
                 per[layer] = [(int(s), float(v), layer in binary) for s, v in hist if math.isfinite(v)]
     if not any(per.values()):
-        notes.append(f"the best run {best.run_id} recorded no estimator history")
+        notes.append(f"the best run on validation, {best.run_id}, recorded no estimator history")
         return None
     layers = tuple(sorted((k for k in per if per[k]), key=layer_sort_key))
     rows = [sorted(per[k]) for k in layers]
@@ -636,21 +688,27 @@ def _ablation(data, df, test: str, notes: list[str]):
         return None, None
     labels = list(configs)
     baseline = _baseline(data, configs, ablation_sweeps, notes) or labels[0]
-    runs = [
+    runs = [  # report on test: the per-seed value is the final test accuracy; val rides along
         (
             _config_label(dict(key)),
             part.at[i, "params.seed"],
             part.at[i, "state"],
-            part.at[i, "metrics.test_accuracy"] if _finite(part.at[i, "metrics.test_accuracy"]) else None,
-            part.at[i, "metrics.storage_reduction"]
-            if _finite(part.at[i, "metrics.storage_reduction"])
-            else None,
+            _at(part, i, REPORTED),
+            _at(part, i, "storage_reduction"),
+            _at(part, i, SELECTED_ON),
         )
         for i, key in zip(part.index, keys, strict=True)
     ]
-    runs = [(label, seed, state, acc, red) for label, seed, state, acc, red in runs if seed is not None]
-    info = ablation_rows(list(configs.items()), runs, baseline=baseline, test=test, factors=factors)
+    runs = [run for run in runs if run[1] is not None]
+    info = ablation_rows(
+        list(configs.items()), runs, baseline=baseline, test=test, factors=factors, metric=REPORTED
+    )
     return info, part
+
+
+def _at(frame, index, name: str) -> float | None:
+    value = frame.at[index, _m(name)]
+    return float(value) if _finite(value) else None
 
 
 def _seed_counts(part, keys) -> dict:
@@ -701,18 +759,24 @@ def _learning(
     for key in wanted:  # group by the exact values; show them rounded
         ids = [rid for rid, k in keys.items() if k == key]
         label = _config_label(dict(key), 3)
+        val = _history_band(data, label, ids, SELECTED_ON)
         curves.append(
             LearningCurve(
                 label=label,
-                test_accuracy=band_by_step(label, [data.metric_history(r, "test_accuracy") for r in ids]),
-                train_loss=band_by_step(label, [data.metric_history(r, "train_loss") for r in ids]),
+                test_accuracy=_history_band(data, label, ids, REPORTED),
+                train_loss=_history_band(data, label, ids, "train_loss"),
+                val_accuracy=val if val.x else None,
             )
         )
     return LearningCurvesInfo(what=what, curves=tuple(curves)) if curves else None
 
 
+def _history_band(data, label: str, run_ids: Sequence[str], metric: str):
+    return band_by_step(label, [data.metric_history(r, metric) for r in run_ids])
+
+
 def _trials(df, factors: Sequence[str]) -> tuple[dict, ...]:
-    cols = ("test_accuracy", "storage_bytes", "storage_reduction", "best_test_accuracy", "num_binarized")
+    cols = (SELECTED_ON, REPORTED, STORAGE_BYTES, "storage_reduction", BEST_VAL_ACCURACY, "num_binarized")
     rows = []
     for _, r in df.iterrows():
         row: dict[str, Any] = {
@@ -734,3 +798,20 @@ def _trials(df, factors: Sequence[str]) -> tuple[dict, ...]:
             row[c] = float(v) if _finite(v) else None
         rows.append(row)
     return tuple(rows)
+
+
+def _estimator_check(fin, notes: list[str]) -> EstimatorCheckInfo | None:
+    """Each estimator's estimate vs the measured drop, from the finished runs' check metrics."""
+    prefixes = (_m(CHECK_MEASURED_PREFIX), _m(CHECK_ESTIMATE_PREFIX))
+    cols = [c for c in fin.columns if c.startswith(prefixes)]
+    runs = {
+        row["run_id"]: {c[len("metrics.") :]: row[c] for c in cols if _finite(row[c])}
+        for _, row in fin.iterrows()
+    }
+    info = estimator_check(runs) if cols else None
+    if info is None:
+        notes.append(
+            f"no finished run logged {CHECK_MEASURED_PREFIX}* metrics, so the section "
+            '"Does the estimator estimate?" is left out (runs with estimator_check: true log them)'
+        )
+    return info

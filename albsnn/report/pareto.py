@@ -1,4 +1,9 @@
-"""Pareto front of test accuracy (max) vs storage bytes (min), and its hypervolume.
+"""Pareto front of validation accuracy (max) vs storage bytes (min), and its hypervolume.
+
+Rule of evidence: the front, the hypervolume and the "best" run are **selected on validation
+accuracy** (``val_accuracy``, carved from the training data); the test accuracy of each selected
+run is **reported** beside it, never used to select. :func:`selected_test_hypervolume` is that
+report for the whole front: the area the validation-selected points span at their test accuracies.
 
 Dominance: run *a* dominates *b* when ``acc_a >= acc_b`` and ``bytes_a <= bytes_b`` with at least one
 strict. The front is every run that no other run dominates, so exact duplicates of a front point
@@ -40,6 +45,7 @@ __all__ = [
     "pareto_mask",
     "hypervolume_2d",
     "hypervolume_history",
+    "selected_test_hypervolume",
 ]
 
 
@@ -70,7 +76,8 @@ class ParetoPoint:
 
     run_id: str
     sweep: str  # the parent run's name ("" for runs without a sweep)
-    accuracy: float  # final-epoch test accuracy (the exported model's)
+    val_accuracy: float  # final-epoch validation accuracy: what selects
+    test_accuracy: float | None  # final-epoch test accuracy of the same model: what is reported
     storage_bytes: float
     fp32_bytes: float
     storage_reduction: float
@@ -97,6 +104,11 @@ class ParetoInfo:
     def dominated(self) -> tuple[ParetoPoint, ...]:
         return tuple(p for p in self.points if not p.on_front)
 
+    @property
+    def best(self) -> ParetoPoint:
+        """The most accurate run on validation (the smaller model on a tie)."""
+        return max(self.points, key=lambda p: (p.val_accuracy, -p.storage_bytes))
+
 
 @dataclass(frozen=True)
 class SweepHypervolume:
@@ -107,10 +119,11 @@ class SweepHypervolume:
     sampler: str  # from the parent's tags, "" when not recorded
     pruner: str
     finished: int
-    hypervolume: float  # accuracy x bytes
+    hypervolume: float  # validation accuracy x bytes
     normalized: float  # fraction of the reference box
     history: tuple[float, ...]  # normalized hypervolume after each finished trial
     compute_seconds: float
+    test_normalized: float  # the sweep's validation-selected front at its test accuracies
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,10 @@ class HypervolumeInfo:
 
     reference_accuracy: float  # chance = 1 / number of classes
     reference_bytes: float  # full-precision size (largest fp32_bytes among the runs)
-    hypervolume: float
+    hypervolume: float  # of validation accuracy: what selects
     normalized: float
     sweeps: tuple[SweepHypervolume, ...]
+    test_normalized: float  # the validation-selected front at its test accuracies: what is reported
 
 
 def _as_arrays(accuracy: Sequence[float], storage: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +195,24 @@ def hypervolume_history(
     """Hypervolume of the first k points for k = 1..n (points in the order they finished)."""
     acc, size = _as_arrays(accuracy, storage)
     return np.array([hypervolume_2d(acc[: k + 1], size[: k + 1], reference) for k in range(len(acc))])
+
+
+def selected_test_hypervolume(
+    val_accuracy: Sequence[float],
+    test_accuracy: Sequence[float],
+    storage: Sequence[float],
+    reference: tuple[float, float],
+) -> float:
+    """Hypervolume of the front selected on validation, measured at its test accuracies.
+
+    The front is chosen from ``val_accuracy`` alone; the test accuracies of its points then span
+    the area (points without a finite test accuracy add nothing). Test numbers never choose.
+
+    Example:
+        >>> selected_test_hypervolume([0.9, 0.5], [0.8, 0.99], [10.0, 20.0], (0.0, 100.0))
+        72.0
+    """
+    val, size = _as_arrays(val_accuracy, storage)
+    test = np.asarray(test_accuracy, dtype=float).reshape(-1)
+    keep = pareto_mask(val, size) & np.isfinite(test)
+    return hypervolume_2d(test[keep], size[keep], reference)

@@ -36,6 +36,7 @@ def header_facts(info: ReportInfo) -> list[tuple[str, str]]:
         ("experiment", h.experiment),
         ("dataset", f"{h.dataset}" + (f" ({h.num_classes} classes)" if h.num_classes else "")),
         ("runs", f"{h.first_start} – {h.last_end}"),
+        ("selection", f"{info.selection}: the front, hypervolume and best run never use test accuracy"),
     ]
     for s in h.sweeps:
         p = f"sweep {s.name}" if len(h.sweeps) > 1 else "sweep"
@@ -62,7 +63,7 @@ def header_facts(info: ReportInfo) -> list[tuple[str, str]]:
 
 def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path]) -> list[Section]:
     hv, p = info.hypervolume, info.pareto
-    best = max(p.points, key=lambda x: (x.accuracy, -x.storage_bytes))
+    best = p.best
     pub = p.published
     paper = (
         f" The paper reports {pct(pub.accuracy)} on {pub.dataset} at T={pub.time_steps} with more than "
@@ -79,17 +80,19 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
             f"{c.total} trial runs: {c.finished} finished, {c.pruned} pruned, {c.failed} failed"
             + (f", {c.running} running" if c.running else "")
             + f"; compute {duration(c.compute_seconds)} (h:mm:ss). "
-            f"Best final test accuracy {pct(best.accuracy)} at {num_bytes(best.storage_bytes)} bytes "
+            f"Best run on validation: {pct(best.val_accuracy)} validation accuracy, "
+            f"test accuracy {pct(best.test_accuracy)}, at {num_bytes(best.storage_bytes)} bytes "
             f"({pct(best.storage_reduction, 1)} smaller than full precision), "
-            f"run {best.run_id}. Hypervolume {hv.normalized:.4f}.",
+            f"run {best.run_id}. Hypervolume {hv.normalized:.4f} on validation "
+            f"({hv.test_normalized:.4f} for the same front on test).",
             (),
             ("counts",),
         ),
         Section(
             "Pareto front",
-            "Test accuracy (final epoch) against storage bytes, log axis. Grey: dominated runs; "
-            "blue: the front, "
-            "labelled with T, estimator, threshold, BWO mode and the binarized layers." + paper,
+            f"The front is {info.selection}. Validation accuracy (final epoch) against storage bytes, "
+            "log axis. Grey: dominated runs; blue: the front, labelled with T, estimator, threshold, "
+            "BWO mode and the binarized layers; orange x: the test accuracy of each front run." + paper,
             ("pareto",),
             ("pareto",),
         ),
@@ -97,8 +100,9 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
             "Hypervolume",
             f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = the "
             f"full-precision size ({num_bytes(hv.reference_bytes)} bytes; the largest FP32 size among "
-            "the runs). Hypervolume = area of the "
-            "accuracy × bytes region the runs dominate inside that box, divided by the box. "
+            "the runs). Hypervolume = area of the validation accuracy × bytes region the runs dominate "
+            "inside that box, divided by the box; 'same front on test' is the area the "
+            "validation-selected front spans at its test accuracies. "
             + (
                 "Several sweeps: the table compares them against the same reference."
                 if len(hv.sweeps) > 1
@@ -125,7 +129,8 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
         Section(
             "Estimator history",
             (
-                f"Best run {info.estimator.run_id} ({info.estimator.label}): each layer's estimated "
+                f"Best run on validation, {info.estimator.run_id} ({info.estimator.label}): each layer's "
+                "estimated "
                 "accuracy loss per epoch; "
                 "a ring marks an epoch after which the layer was binary."
             )
@@ -133,6 +138,12 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
             else "",
             ("estimator_history",),
             (),
+        ),
+        Section(
+            "Does the estimator estimate?",
+            _check_text(info),
+            ("estimator_check",),
+            ("estimator_check",),
         ),
         Section("Parameter importances", "", ("importances",), ("importances",)),
         Section("All trials", "", (), ("trials",)),
@@ -144,6 +155,19 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
         if figs or tabs or s.title == "Summary":
             out.append(Section(s.title, s.text, figs, tabs))
     return out
+
+
+def _check_text(info: ReportInfo) -> str:
+    c = info.estimator_check
+    if c is None:
+        return ""
+    return (
+        f"{c.runs} finished run(s) measured, at their final epoch, the true validation accuracy drop of "
+        "binarizing each candidate layer alone (the other layers as they are) and logged every "
+        "estimator's estimate for the same layer of the same model. Each point is one (run, layer). The "
+        "estimators' scales differ, so agreement is judged by rank: Spearman ρ = 1 means the estimator "
+        "orders layers exactly as binarizing them hurts; 0, no better than chance."
+    )
 
 
 # ---- Markdown -----------------------------------------------------------------------------------------

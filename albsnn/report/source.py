@@ -26,7 +26,28 @@ from typing import Any
 
 from albsnn.errors import AlbsnnError
 
-__all__ = ["Sweep", "RunsData", "load_runs", "cast_param", "STATES"]
+__all__ = [
+    "Sweep",
+    "RunsData",
+    "load_runs",
+    "cast_param",
+    "STATES",
+    "VAL_ACCURACY",
+    "TEST_ACCURACY",
+    "BEST_VAL_ACCURACY",
+    "STORAGE_BYTES",
+    "CHECK_MEASURED_PREFIX",
+    "CHECK_ESTIMATE_PREFIX",
+]
+
+# Metric names the report reads (docs/tracking.md). Rule of evidence: the report selects (Pareto
+# front, hypervolume, "best") on VAL_ACCURACY and reports the TEST_ACCURACY of what it selected.
+VAL_ACCURACY = "val_accuracy"
+TEST_ACCURACY = "test_accuracy"
+BEST_VAL_ACCURACY = "best_val_accuracy"  # running max of val_accuracy
+STORAGE_BYTES = "storage_bytes"
+CHECK_MEASURED_PREFIX = "check_measured."  # + layer: true validation accuracy drop (pp), final epoch
+CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final epoch
 
 STATES = ("FINISHED", "PRUNED", "FAILED", "RUNNING")
 _STATUS_TO_STATE = {"FINISHED": "FINISHED", "KILLED": "PRUNED", "FAILED": "FAILED"}

@@ -3,7 +3,8 @@
 A :class:`Table` holds raw values (written to ``<name>.csv`` at full precision) and the formatted
 cells the HTML and Markdown renderers both show, so the two cannot disagree. Formats: accuracy in
 percent with 2 decimals, storage in bytes with thousands separators, reductions in percent with
-1 decimal, p-values with 3 significant digits.
+1 decimal, p-values with 3 significant digits, Spearman rho with 2 decimals. Tables that list runs
+show both the validation accuracy (what selects) and the test accuracy (what is reported).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def _p(x: float | None) -> str:
     if x is None:
         return "–"
     return "<0.001" if x < 0.001 else f"{x:.3g}"
+
+
+def _rho(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.2f}"
 
 
 def _plain(x: Any) -> str:
@@ -104,12 +109,13 @@ def _pareto(info: ReportInfo) -> Table:
     front = info.pareto.front
     return _table(
         "pareto",
-        "Pareto front: test accuracy vs storage",
+        "Pareto front: validation accuracy vs storage, with test accuracy",
         (
             "rank",
             "run_id",
             "sweep",
-            "test_accuracy",
+            info.selected_on,
+            info.reported,
             "storage_bytes",
             "fp32_bytes",
             "storage_reduction",
@@ -122,7 +128,8 @@ def _pareto(info: ReportInfo) -> Table:
                 p.rank,
                 p.run_id,
                 p.sweep,
-                p.accuracy,
+                p.val_accuracy,
+                p.test_accuracy,
                 p.storage_bytes,
                 p.fp32_bytes,
                 p.storage_reduction,
@@ -132,11 +139,12 @@ def _pareto(info: ReportInfo) -> Table:
             )
             for p in front
         ],
-        ("#", "test accuracy", "storage (bytes)", "storage reduction", "settings", "run_id"),
+        ("#", "val accuracy", "test accuracy", "storage (bytes)", "storage reduction", "settings", "run_id"),
         [
             (
                 f"#{p.rank}",
-                pct(p.accuracy),
+                pct(p.val_accuracy),
+                pct(p.test_accuracy),
                 num_bytes(p.storage_bytes),
                 pct(p.storage_reduction, 1),
                 p.label,
@@ -145,15 +153,25 @@ def _pareto(info: ReportInfo) -> Table:
             for p in front
         ],
         f"{len(front)} of {len(info.pareto.points)} finished runs are on the front (no other run is both "
-        "at least as accurate and at most as large); smallest model first. Accuracy is the final epoch's "
-        "test accuracy.",
+        "at least as accurate on validation and at most as large); smallest model first. "
+        "Test accuracy is shown for the same runs and never chose a point.",
     )
 
 
 def _hypervolume(info: ReportInfo) -> Table:
     hv = info.hypervolume
     rows = [
-        (s.sweep, s.run_id, s.sampler, s.pruner, s.finished, s.normalized, s.hypervolume, s.compute_seconds)
+        (
+            s.sweep,
+            s.run_id,
+            s.sampler,
+            s.pruner,
+            s.finished,
+            s.normalized,
+            s.hypervolume,
+            s.compute_seconds,
+            s.test_normalized,
+        )
         for s in hv.sweeps
     ]
     if len(hv.sweeps) > 1:
@@ -167,6 +185,7 @@ def _hypervolume(info: ReportInfo) -> Table:
                 hv.normalized,
                 hv.hypervolume,
                 sum(s.compute_seconds for s in hv.sweeps),
+                hv.test_normalized,
             )
         )
     return _table(
@@ -181,13 +200,26 @@ def _hypervolume(info: ReportInfo) -> Table:
             "hypervolume_normalized",
             "hypervolume_acc_bytes",
             "compute_seconds",
+            "test_hypervolume_normalized",
         ),
         rows,
-        ("sweep", "sampler", "pruner", "finished", "hypervolume (fraction of box)", "compute (h:mm:ss)"),
-        [(r[0], r[2] or "–", r[3] or "–", str(r[4]), f"{r[5]:.4f}", duration(r[7])) for r in rows],
+        (
+            "sweep",
+            "sampler",
+            "pruner",
+            "finished",
+            "hypervolume, validation (fraction of box)",
+            "same front on test",
+            "compute (h:mm:ss)",
+        ),
+        [
+            (r[0], r[2] or "–", r[3] or "–", str(r[4]), f"{r[5]:.4f}", f"{r[8]:.4f}", duration(r[7]))
+            for r in rows
+        ],
         f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = full-precision size "
-        f"({num_bytes(hv.reference_bytes)} bytes). The value is the dominated area divided by the box "
-        f"(1 − chance) × full-precision bytes: 1 would be a perfect classifier in zero bytes.",
+        f"({num_bytes(hv.reference_bytes)} bytes). The value is the area the runs dominate on validation "
+        "accuracy divided by the box (1 − chance) × full-precision bytes: 1 would be a perfect classifier "
+        "in zero bytes. 'Same front on test': the validation-selected front points at their test accuracies.",
     )
 
 
@@ -210,6 +242,7 @@ def _ablation(info: ReportInfo) -> Table | None:
         "missing_seeds",
         "failed_seeds",
         "values",
+        "val_mean",
     )
     rows, cells = [], []
     for r in a.rows:
@@ -229,6 +262,7 @@ def _ablation(info: ReportInfo) -> Table | None:
                 " ".join(map(str, r.missing_seeds)),
                 " ".join(map(str, r.failed_seeds)),
                 " ".join(f"{k}:{v}" for k, v in r.values.items()),
+                r.val_mean,
             )
         )
         std = "–" if r.std is None else f"{100 * r.std:.2f}"
@@ -237,6 +271,7 @@ def _ablation(info: ReportInfo) -> Table | None:
             (
                 ("(baseline) " if r.baseline else "") + r.label + (" †" if r.flagged else ""),
                 f"{mean} ± {std} ({r.n}/{r.expected})",
+                pct(r.val_mean),
                 "–" if r.baseline else pct(r.delta, sign=True),
                 "–" if r.baseline else _p(r.p_value),
                 "–" if r.baseline else _p(r.p_holm),
@@ -252,6 +287,7 @@ def _ablation(info: ReportInfo) -> Table | None:
         (
             "configuration",
             "test accuracy % mean ± std (n/expected)",
+            "val accuracy (mean)",
             "Δ vs baseline (pp)",
             "p",
             "p (Holm)",
@@ -260,7 +296,8 @@ def _ablation(info: ReportInfo) -> Table | None:
         ),
         cells,
         f"Rows: configurations of the grid (factors: {', '.join(a.factors) or 'none'}), "
-        f"seeds {', '.join(map(str, a.seeds))}. "
+        f"seeds {', '.join(map(str, a.seeds))}. Reported on test: each seed's final test accuracy; "
+        "the mean final validation accuracy of the row stands beside it. "
         f"std: sample standard deviation. p: {a.test_description} over the seeds both rows finished, "
         "Holm-corrected over all comparisons with the baseline. † flagged: some seeds are missing or did "
         "not finish; "
@@ -275,16 +312,17 @@ def _time_steps(info: ReportInfo) -> Table | None:
     rows = [
         (b.label, x, m, s, n, best)
         for b in t.bands
-        for x, m, s, n, best in zip(b.x, b.mean, b.std, b.n, b.best, strict=True)
+        for x, m, s, n, best in zip(b.x, b.mean, b.std, b.n, b.best or [None] * len(b.x), strict=True)
     ]
     return _table(
         "time_steps",
         "Accuracy vs time steps T",
-        ("group", "time_steps", "mean", "std", "n", "best"),
+        ("group", "time_steps", "mean", "std", "n", "test_of_best_val"),
         rows,
-        ("group", "T", "test accuracy % mean ± std (n)", "best"),
+        ("group", "T", "test accuracy % mean ± std (n)", "test acc. of the best-on-val run"),
         [(g, f"{x:g}", f"{100 * m:.2f} ± {100 * s:.2f} ({n})", pct(best)) for g, x, m, s, n, best in rows],
-        "Finished runs grouped by T" + (f" and {t.group_by}" if t.group_by else "") + ".",
+        "Finished runs grouped by T" + (f" and {t.group_by}" if t.group_by else "") + ". The last column is "
+        "the test accuracy of the run with the highest validation accuracy in the group.",
     )
 
 
@@ -333,10 +371,11 @@ def _trials(info: ReportInfo) -> Table:
         "state",
         *info.factors,
         "seed",
-        "test_accuracy",
+        info.selected_on,
+        info.reported,
         "storage_bytes",
         "storage_reduction",
-        "best_test_accuracy",
+        "best_val_accuracy",
         "num_binarized",
         "seconds",
     )
@@ -352,6 +391,7 @@ def _trials(info: ReportInfo) -> Table:
             "state",
             *info.factors,
             "seed",
+            "val accuracy",
             "test accuracy",
             "storage (bytes)",
             "reduction",
@@ -364,14 +404,40 @@ def _trials(info: ReportInfo) -> Table:
                 t["state"],
                 *(_plain(t.get(f)) for f in info.factors),
                 _plain(t.get("seed")),
-                pct(t["test_accuracy"]),
+                pct(t[info.selected_on]),
+                pct(t[info.reported]),
                 num_bytes(t["storage_bytes"]),
                 pct(t["storage_reduction"], 1),
                 "–" if t["seconds"] is None else f"{t['seconds']:.1f}",
             )
             for t in info.trials
         ],
-        "Every run, in the order it started; test accuracy and storage are the last logged values.",
+        "Every run, in the order it started; accuracies and storage are the last logged values.",
+    )
+
+
+def _estimator_check(info: ReportInfo) -> Table | None:
+    c = info.estimator_check
+    if c is None:
+        return None
+    rows = [
+        (e.estimator, e.scale, e.n, e.rho, e.p_value, e.median_per_run, e.runs_with_rho, len(e.per_run))
+        for e in c.estimators
+    ]
+    return _table(
+        "estimator_check",
+        "Does the estimator estimate? Estimate vs measured drop",
+        ("estimator", "scale", "n_pairs", "rho", "p_value", "median_run_rho", "runs_with_rho", "runs"),
+        rows,
+        ("estimator", "n pairs", "Spearman ρ (pooled)", "p", "median per-run ρ (runs)"),
+        [
+            (e, str(n), _rho(rho), _p(p), f"{_rho(med)} ({k}/{runs})")
+            for e, _, n, rho, p, med, k, runs in rows
+        ],
+        "One pair per (run, candidate layer): the estimator's estimate on the final model against the "
+        "measured validation accuracy drop of binarizing that layer alone (pp). Spearman ρ pooled over "
+        "all pairs (scipy.stats.spearmanr, two-sided p); per-run ρ over a run's layers, for runs with at "
+        "least 3 layers. –: fewer than 3 pairs or a constant side.",
     )
 
 
@@ -384,6 +450,7 @@ def build_tables(info: ReportInfo) -> dict[str, Table]:
         _ablation(info),
         _time_steps(info),
         _layer_map(info),
+        _estimator_check(info),
         _importances(info),
         _trials(info),
     ]

@@ -6,7 +6,7 @@
     epochs: 6
     train: {batch_size: 64}             # any other fixed TrainConfig fields
     search_space: ../search_spaces/demo.yaml     # relative to this file
-    objectives: {test_accuracy: max, storage_bytes: min}
+    objectives: {val_accuracy: max, storage_bytes: min}   # validation metrics only
     mode: search                        # search (Optuna sampler) | ablation (grid x seeds)
     sampler: {kind: tpe, n_startup_trials: 6}    # tpe | nsga2 | random | qmc (search mode)
     pruner: {kind: median, n_startup_trials: 4}  # median | percentile | successive-halving |
@@ -23,6 +23,11 @@
 
 Unknown keys, wrong types and values the trainer would reject are :class:`ConfigError` lines that
 name the file and the key. ``docs/sweeps.md`` documents every key.
+
+Rule of evidence: objectives and the pruning metric select runs, so they are validation metrics
+(``val_accuracy``, carved from the training data); test metrics are reported, never selected on,
+and an objective that names one is an error. Sweeps measure every candidate layer's true accuracy
+drop at the end of each run (``estimator_check``) unless ``train: {estimator_check: false}``.
 """
 
 from __future__ import annotations
@@ -36,12 +41,23 @@ from albsnn.sweep._yaml import read_yaml_mapping
 from albsnn.sweep.pruners import make_pruner, pruner_spec
 from albsnn.sweep.samplers import make_sampler, sampler_spec
 from albsnn.sweep.space import SearchSpace, field_types, load_search_space
+from albsnn.tracking import BEST_VAL_ACCURACY, TEST_PREFIX, VAL_ACCURACY
 
-__all__ = ["Pipeline", "load_pipeline", "parse_pipeline", "OBJECTIVE_METRICS", "PRUNE_METRIC"]
+__all__ = [
+    "Pipeline",
+    "load_pipeline",
+    "parse_pipeline",
+    "OBJECTIVE_METRICS",
+    "PRUNE_METRIC",
+    "SWEEP_TRAIN_DEFAULTS",
+]
 
-# Metrics a trial reports every epoch that a sweep may optimise.
+# Metrics a trial reports every epoch that a sweep may optimise: validation, training and cost
+# metrics. Test metrics are missing on purpose (rule of evidence, see the module docstring).
 OBJECTIVE_METRICS = (
-    "test_accuracy",
+    VAL_ACCURACY,
+    "val_loss",
+    BEST_VAL_ACCURACY,
     "train_accuracy",
     "train_loss",
     "storage_bytes",
@@ -50,7 +66,9 @@ OBJECTIVE_METRICS = (
     "num_binarized",
     "epoch_seconds",
 )
-PRUNE_METRIC = ("test_accuracy", "max")  # multi-objective sweeps prune on accuracy
+PRUNE_METRIC = (VAL_ACCURACY, "max")  # multi-objective sweeps prune on validation accuracy
+# TrainConfig values every sweep trial gets unless the pipeline's `train` sets them.
+SWEEP_TRAIN_DEFAULTS = {"estimator_check": True}  # record each layer's measured vs estimated drop
 _TRAIN_KEYS = ("dataset", "data_dir", "limit_train", "limit_test", "data_options", "arch", "epochs")
 
 
@@ -89,7 +107,7 @@ class Pipeline:
 
     @property
     def prune_on(self) -> tuple[str, str]:
-        """(metric, mode) the pruner sees: the objective of a single-objective sweep, else accuracy."""
+        """(metric, mode) the pruner sees: a single objective, else validation accuracy (PRUNE_METRIC)."""
         if len(self.objectives) == 1:
             return next(iter(self.objectives.items()))
         return PRUNE_METRIC
@@ -241,8 +259,13 @@ def parse_pipeline(
 
 def _objectives(where: str, objectives: dict) -> dict[str, str]:
     if not objectives:
-        raise ConfigError(f"{where}: objectives must name at least one metric, e.g. {{test_accuracy: max}}")
+        raise ConfigError(f"{where}: objectives must name at least one metric, e.g. {{{VAL_ACCURACY}: max}}")
     for metric, mode in objectives.items():
+        if str(metric).startswith(TEST_PREFIX):
+            raise ConfigError(
+                f"{where}: objective {metric!r}: objectives select runs and must use validation metrics "
+                f"({VAL_ACCURACY}), {metric} is reported, never selected"
+            )
         if metric not in OBJECTIVE_METRICS:
             raise ConfigError(
                 f"{where}: objective {metric!r} is not a metric trials report; "
@@ -270,6 +293,8 @@ def _train_values(where: str, data: dict, space: SearchSpace) -> dict:
     for key in _TRAIN_KEYS:
         if key in data:
             train[key] = data[key]
+    defaults = {k: v for k, v in SWEEP_TRAIN_DEFAULTS.items() if k not in space.names}
+    train = {**defaults, **train}
     if "data_dir" in train and train["data_dir"] is not None:
         train["data_dir"] = str(Path(train["data_dir"]).expanduser().resolve())
     clash = sorted(set(train) & set(space.names))

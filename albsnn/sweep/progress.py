@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from albsnn.sweep._imports import require
+from albsnn.tracking import VAL_ACCURACY
 
 __all__ = ["ProgressPrinter"]
 
@@ -17,6 +18,19 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _detail(last: dict) -> str:
+    """``epoch 8, val_accuracy 0.9123, test 0.9050, 12.3 KiB``: validation first, test labelled."""
+    detail = f"epoch {last.get('epoch')}"
+    val, test, size = last.get(VAL_ACCURACY), last.get("test_accuracy"), last.get("storage_bytes")
+    if val is not None:
+        detail += f", {VAL_ACCURACY} {val:.4f}"
+    if test is not None:
+        detail += f", test {test:.4f}"
+    if size is not None:
+        detail += f", {size / 1024:.1f} KiB"
+    return detail
 
 
 class ProgressPrinter(_tune.Callback):
@@ -73,13 +87,7 @@ class ProgressPrinter(_tune.Callback):
         state = (self.trial_state(trial.trial_id) if self.trial_state else None) or "FINISHED"
         self._done[trial.trial_id] = state
         word = "pruned  " if state == "PRUNED" else "finished"
-        acc, size = last.get("test_accuracy"), last.get("storage_bytes")
-        detail = f"epoch {last.get('epoch')}"
-        if acc is not None:
-            detail += f", test_accuracy {acc:.4f}"
-        if size is not None:
-            detail += f", {size / 1024:.1f} KiB"
-        self._print(f"{word} {trial.trial_id} [{len(self._done)}/{self.total}] {detail}")
+        self._print(f"{word} {trial.trial_id} [{len(self._done)}/{self.total}] {_detail(last)}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._done[trial.trial_id] = "FAILED"

@@ -4,7 +4,8 @@ Ray's ``OptunaSearch`` builds its study with a ``NopPruner`` and never asks ``sh
 trial that a Ray scheduler stops is told to Optuna as COMPLETE with its partial accuracy, which
 biases the sampler and the Pareto front. :class:`OptunaPrunerScheduler` closes that gap:
 
-* every epoch's value of the pruning metric (``test_accuracy`` for multi-objective sweeps) is
+* every epoch's value of the pruning metric (``val_accuracy`` for multi-objective sweeps; never a
+  test metric, which is reported, not selected on) is
   reported to a single-objective *pruning study* in the sweep's Optuna journal, one Optuna trial per
   Ray trial (user attribute ``ray_trial_id``);
 * the configured Optuna pruner judges that trial (``Trial.should_prune``); when it says prune, the
@@ -26,6 +27,7 @@ import logging
 from pathlib import Path
 
 from albsnn.sweep._imports import require
+from albsnn.tracking import VAL_ACCURACY
 
 __all__ = ["OptunaPrunerScheduler", "open_journal"]
 
@@ -60,7 +62,7 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         pruner,
         storage_path: str | Path,
         study_name: str,
-        metric: str = "test_accuracy",
+        metric: str = VAL_ACCURACY,
         mode: str = "max",
         step_key: str = "epoch",
         max_step: int | None = None,

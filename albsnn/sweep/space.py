@@ -7,7 +7,7 @@ A search space file names parameters under the groups ``model``, ``estimator``, 
       time_steps: {int: [1, 4]}            # integers lo..hi, both inclusive
       width: {choice: [0.25, 0.5, 1.0]}
     estimator:
-      threshold: {uniform: [0.1, 0.6]}
+      threshold: {uniform: [1.0, 10.0]}    # percent scale (docs/method.md)
       estimator: {grid: [weight-error, taylor]}   # ablation mode only
     bwo:
       bwo: {fixed: project}                # or just `bwo: project`
@@ -15,8 +15,9 @@ A search space file names parameters under the groups ``model``, ``estimator``, 
       lr: {loguniform: [1e-4, 1e-2]}
 
 Names are ``TrainConfig`` fields, and each field belongs to one group (:data:`GROUPS`). Every value
-is checked against the field's type and against the trainer's own validation, so a sweep never
-starts with a value the trainer would reject. Errors name the file, the parameter and the problem.
+is checked against the field's type and against the trainer's own validation, together with the
+space's ``fixed`` values (``binarize: random`` needs a fixed ``budget``), so a sweep never starts
+with a value the trainer would reject. Errors name the file, the parameter and the problem.
 
 :meth:`SearchSpace.to_ray` gives the Ray Tune ``param_space`` entries (``int: [lo, hi]`` becomes
 ``tune.randint(lo, hi + 1)``: Ray's upper bound is exclusive); :meth:`SearchSpace.to_optuna` gives
@@ -61,7 +62,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "estimator": (
         "binarize", "estimator", "threshold", "warmup", "interval", "reversible", "hysteresis", "budget",
-        "binarize_first", "binarize_classifier",
+        "binarize_first", "binarize_classifier", "freeze_last", "calibration_size",
     ),
     "bwo": ("bwo", "bwo_patience", "bwo_eps", "bwo_epoch", "bwo_lr_factor"),
     "training": (
@@ -78,6 +79,8 @@ _NOT_SWEEPABLE = {
     "data_dir": "the data folder is the pipeline's `data_dir`",
     "data_options": "dataset options are the pipeline's `data_options`",
     "device": "the device follows the pipeline's `resources`",
+    "val_fraction": "trials are compared on one validation split; fix it in the pipeline's `train`",
+    "estimator_check": "a measurement, not a setting; sweeps turn it on (pipeline `train` to turn it off)",
 }
 
 
@@ -231,6 +234,7 @@ def parse_search_space(data: dict, path: Path | None = None) -> SearchSpace:
             params.append(_parse_param(label, name, group, spec, types[name]))
     if not params:
         raise ConfigError(f"{where}: no parameters")
+    _check_values(where, params)
     return SearchSpace(tuple(params), path)
 
 
@@ -268,8 +272,6 @@ def _parse_param(label: str, name: str, group: str, spec: object, kind_type: typ
             raise ConfigError(f"{label}: {kind} lists a value twice: {list(values)}")
     else:
         values = (_convert(label, raw, kind_type, optional=name in _optional_fields()),)
-    for value in values:
-        _check_with_trainer(label, name, value)
     return Param(name, group, kind, values, type_name)
 
 
@@ -296,15 +298,29 @@ def _convert(label: str, value: object, kind_type: type, optional: bool = False)
     return value
 
 
-def _check_with_trainer(label: str, name: str, value: object) -> None:
+def _check_values(where: str, params: list[Param]) -> None:
+    """Every value, together with the space's fixed values, must pass the trainer's own validation.
+
+    The context lets one value depend on another (``binarize: random`` needs a ``budget``, which an
+    ablation grid fixes). Fixed values are checked first, so a bad one is named by its own label.
+    """
+    fixed = {p.name: p.values[0] for p in params if p.kind == "fixed"}
+    for p in sorted(params, key=lambda p: p.kind != "fixed"):
+        context = {k: v for k, v in fixed.items() if k != p.name}
+        for value in p.values:
+            _check_with_trainer(f"{where}: parameter {p.group}.{p.name}", p.name, value, context)
+
+
+def _check_with_trainer(label: str, name: str, value: object, context: dict) -> None:
     """Let TrainConfig's (and ModelConfig's) own validation judge one value; no data is read."""
     from albsnn.models import ModelConfig
     from albsnn.train import TrainConfig
 
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     try:
-        TrainConfig(**{name: value})
+        TrainConfig(**{**context, name: value})
         if name in model_fields and value is not None:
             ModelConfig(**{name: value})
     except (ConfigError, TypeError, ValueError) as e:
-        raise ConfigError(f"{label}: value {value!r} is rejected by the trainer: {e}") from None
+        where = f" (with the fixed values {context})" if context else ""
+        raise ConfigError(f"{label}: value {value!r} is rejected by the trainer{where}: {e}") from None

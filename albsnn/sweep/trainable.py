@@ -2,8 +2,10 @@
 
 Each epoch ends with ``ray.tune.report(metrics, checkpoint=...)``. The checkpoint folder holds
 what the driver-side MLflow callback logs as artifacts (``config.json``, ``metrics.json``,
-``estimator_history.json``, ``binarized_layers.json``, ``model.albsnn``) plus the trainer's
-``checkpoint.pt`` and ``state.json`` (``{"epoch": n}``).
+``estimator_history.json``, ``binarized_layers.json``, ``model.albsnn``, and at the last epoch of a
+run with ``estimator_check`` also ``estimator_check.json``) plus the trainer's ``checkpoint.pt``
+and ``state.json`` (``{"epoch": n}``). The trainer computes every metric, including
+``best_val_accuracy``; the trainable only flattens them (:func:`flat_metrics`).
 
 A restarted trial (``FailureConfig`` retry, or ``albsnn sweep --resume``) continues from the newest
 of two checkpoints: Ray's (``ray.tune.get_checkpoint()``) and the copy the trial keeps of its last
@@ -22,6 +24,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from albsnn.tracking import (
+    CHECK_ESTIMATE_PREFIX,
+    CHECK_MEASURED_PREFIX,
+    ESTIMATE_PREFIX,
+    ESTIMATOR_CHECK_FILE,
+    FIRING_RATE_PREFIX,
+)
 
 __all__ = ["TrialOptions", "run_trial", "flat_metrics", "STATE_FILE", "CHECKPOINT_FILES"]
 
@@ -57,19 +67,35 @@ def _json_safe(value):
 def flat_metrics(metrics: dict) -> dict:
     """An epoch's metrics as flat numbers for Ray/MLflow (``firing_rate.<layer>``, ``estimate.<layer>``).
 
-    ``binarized_layers`` stays a list; None and NaN values are left out.
+    The final epoch's ``estimator_check`` becomes ``check_measured.<layer>`` (the measured accuracy
+    drop, pp) and ``check_estimate.<estimator>.<layer>``. ``binarized_layers`` stays a list; None
+    and NaN values are left out.
     """
     out = {}
     for key, value in metrics.items():
         if key == "firing_rates":
-            out.update({f"firing_rate.{k}": v for k, v in value.items()})
+            out.update(_prefixed(FIRING_RATE_PREFIX, value))
         elif key == "estimates":
-            out.update({f"estimate.{k}": v for k, v in value.items()})
+            out.update(_prefixed(ESTIMATE_PREFIX, value))
+        elif key == "estimator_check":
+            out.update(_check_metrics(value or {}))
         elif key == "binarized_layers":
             out[key] = list(value)
         else:
             out[key] = value
     return {k: v for k, v in out.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
+def _prefixed(prefix: str, values: dict) -> dict:
+    return {f"{prefix}{k}": v for k, v in values.items()}
+
+
+def _check_metrics(check: dict) -> dict:
+    """``{"measured": {layer: pp}, "estimates": {estimator: {layer: v}}}`` as flat metrics."""
+    out = _prefixed(CHECK_MEASURED_PREFIX, check.get("measured", {}))
+    for estimator, values in check.get("estimates", {}).items():
+        out.update(_prefixed(f"{CHECK_ESTIMATE_PREFIX}{estimator}.", values))
+    return out
 
 
 def _epoch_of(folder: Path | None) -> int:
@@ -102,17 +128,16 @@ class _Reporter:
         if fail_at is not None and trainer.epoch == fail_at and not self.resumed:
             raise RuntimeError(f"injected failure at epoch {fail_at} (first attempt only)")
         report = flat_metrics(metrics)
-        report["best_test_accuracy"] = max(h["test_accuracy"] for h in trainer.history)
         if self.node_id:
             report["node_id"] = self.node_id
         with tempfile.TemporaryDirectory(prefix="albsnn-ckpt-") as tmp:
             folder = Path(tmp)
-            self._write(trainer, folder)
+            self._write(trainer, metrics, folder)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
             self._keep(folder)
         return False
 
-    def _write(self, trainer, folder: Path) -> None:
+    def _write(self, trainer, metrics: dict, folder: Path) -> None:
         trainer.save_checkpoint(folder / "checkpoint.pt")
         trainer.export(folder / "model.albsnn")
         from albsnn.estimator import history_rows
@@ -125,6 +150,8 @@ class _Reporter:
             "binarized_layers.json": trainer.history[-1]["binarized_layers"],
             STATE_FILE: {"epoch": trainer.epoch},
         }
+        if metrics.get("estimator_check"):  # the final epoch of a run that measured its layers
+            files[ESTIMATOR_CHECK_FILE] = metrics["estimator_check"]
         for name, data in files.items():
             (folder / name).write_text(json.dumps(_json_safe(data), indent=1))
 

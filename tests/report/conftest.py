@@ -1,10 +1,15 @@
 """Fixtures for the report tests: a small MLflow store of REAL training runs, and headless chromium.
 
 ``logged_sweeps`` trains tiny digits models with :func:`albsnn.train.fit` and logs them exactly as
-``docs/tracking.md`` says a sweep does (parent run + nested child runs, tags, per-epoch metrics,
-artifacts, an Optuna journal for the search sweep). It stands in for ``albsnn sweep`` so these
-tests do not depend on Ray; ``test_report_e2e.py::test_report_of_a_real_albsnn_sweep`` runs the
-real sweep command when it exists.
+``docs/tracking.md`` says a sweep does (parent run + nested child runs, tags, per-epoch metrics
+including ``val_accuracy`` and ``best_val_accuracy``, artifacts, an Optuna journal for the search
+sweep). It stands in for ``albsnn sweep`` so these tests do not depend on Ray;
+``test_report_sweep.py`` runs the real sweep command.
+
+The finished search runs also log, at their final step, **constructed** estimator-check metrics
+(:func:`check_metrics`) for their real candidate layers, with known Spearman rho: ``measured``
+orders the layers exactly as the measured drop (rho = +1), ``taylor`` exactly against it (-1),
+``weight-error`` by a fixed shuffle.
 
 Two sweeps, one experiment ("report-e2e"):
 
@@ -25,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from albsnn.report.source import VAL_ACCURACY as VAL
 
 BASE = dict(
     dataset="digits",
@@ -49,6 +56,7 @@ FAILED = dict(time_steps=2, estimator="taylor", threshold=0.9)
 ABLATION = [(dict(bwo="project"), 0), (dict(bwo="project"), 1), (dict(bwo="off"), 0)]  # (off, 1) missing
 ABLATION_SEEDS = (0, 1)
 NOTHING_FINISHED = "nothing-finished"
+CHECK_RHO = {"measured": 1.0, "taylor": -1.0}  # pooled and per run, by construction (check_metrics)
 
 
 @dataclass
@@ -62,6 +70,7 @@ class LoggedSweeps:
     children: dict[str, dict] = field(default_factory=dict)  # run_id -> {"params", "state", "result"}
     ablation_seeds: tuple = ABLATION_SEEDS
     nothing_finished: str = NOTHING_FINISHED  # an experiment whose runs all failed or were pruned
+    check_rho: dict = field(default_factory=lambda: dict(CHECK_RHO))  # estimator -> constructed rho
 
 
 def _versions() -> dict:
@@ -77,6 +86,8 @@ class _Logger:
     def __init__(self, client, run_id: str, stop_after: int | None = None):
         self.client, self.run_id, self.stop_after = client, run_id, stop_after
         self.history: list[dict] = []
+        self.last: dict[str, float] = {}  # the last epoch's metrics, as MLflow got them
+        self.step = 0  # the last epoch logged
 
     def on_fit_start(self, trainer) -> None:
         pass
@@ -92,6 +103,7 @@ class _Logger:
         values = epoch_metrics(flat_metrics(m))
         metrics = [Metric(k, float(v), 0, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
+        self.last, self.step = values, step
         return self.stop_after is not None and step >= self.stop_after
 
     def on_fit_end(self, trainer, result: dict) -> None:
@@ -100,7 +112,35 @@ class _Logger:
         self.history = history_rows(trainer.policy.history)  # what the sweep's trainable writes
 
 
-def _train_child(client, exp_id: str, parent: str, name: str, params: dict, out: Path, *, stop_after=None):
+def check_metrics(layers: list[str], run: int) -> dict[str, float]:
+    """Constructed ``check_*`` metrics of one run: measured drops distinct within the run, and
+    estimates with known rank agreement (see the module docstring and :data:`CHECK_RHO`)."""
+    out = {}
+    shuffle = [2, 0, 1, 3, 4, 5, 6, 7]
+    for j, layer in enumerate(layers):
+        drop = 0.5 * (j + 1) * (run + 1)  # pp
+        out[f"check_measured.{layer}"] = drop
+        out[f"check_estimate.measured.{layer}"] = drop + 0.1
+        out[f"check_estimate.taylor.{layer}"] = 10.0 - drop
+        out[f"check_estimate.weight-error.{layer}"] = 3.0 * shuffle[j % len(shuffle)] + run
+    return out
+
+
+def _log_check(client, run_id: str, logger: _Logger, run: int) -> None:
+    """Constructed check metrics at the final step, unless the trainer logged real ones."""
+    from mlflow.entities import Metric
+
+    if any(k.startswith("check_") for k in logger.last):
+        return
+    layers = sorted(k[len("estimate.") :] for k in logger.last if k.startswith("estimate."))
+    values = check_metrics(layers, run)
+    client.log_batch(run_id, metrics=[Metric(k, v, 0, logger.step) for k, v in values.items()])
+    logger.last.update(values)
+
+
+def _train_child(
+    client, exp_id: str, parent: str, name: str, params: dict, out: Path, *, stop_after=None, check=None
+):
     from albsnn.train import TrainConfig, fit
 
     run = client.create_run(
@@ -114,7 +154,9 @@ def _train_child(client, exp_id: str, parent: str, name: str, params: dict, out:
     config = TrainConfig(**{**BASE, **params, "out": str(out / name)})
     logger = _Logger(client, rid, stop_after)
     result = fit(config, [logger])
-    client.log_metric(rid, "best_test_accuracy", result["best_test_accuracy"])
+    if check is not None and not stop_after:
+        _log_check(client, rid, logger, check)
+    result = {**result, **logger.last}  # what MLflow holds: val_accuracy, check_* as well
     if result["bwo_epoch"] is not None:
         client.log_metric(rid, "bwo_epoch", result["bwo_epoch"])
     art = out / name / "artifacts"
@@ -139,7 +181,7 @@ def _parent_tags(name: str, mode: str, root: Path, **extra) -> dict:
         "albsnn.pipeline_name": name,
         "albsnn.dataset": "digits",
         "albsnn.mode": mode,
-        "albsnn.objectives": json.dumps({"test_accuracy": "max", "storage_bytes": "min"}),
+        "albsnn.objectives": json.dumps({VAL: "max", "storage_bytes": "min"}),
         "albsnn.search_space": str(root / f"{name}-space.yaml"),
         "albsnn.search_space_types": json.dumps(
             SEARCH_TYPES if mode == "search" else {"bwo": "str", "seed": "int"}
@@ -193,7 +235,7 @@ def build_logged_sweeps(root: Path) -> LoggedSweeps:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["test_accuracy", "storage_bytes"])
+        study.set_metric_names([VAL, "storage_bytes"])
     dists = {
         "time_steps": IntDistribution(1, 4),
         "estimator": CategoricalDistribution(["weight-error", "taylor"]),
@@ -202,7 +244,7 @@ def build_logged_sweeps(root: Path) -> LoggedSweeps:
     for i, params in enumerate([*SEARCH, PRUNED]):
         pruned = params is PRUNED
         rid, state, result = _train_child(
-            client, exp_id, sid, f"search-{i}", params, out, stop_after=1 if pruned else None
+            client, exp_id, sid, f"search-{i}", params, out, stop_after=1 if pruned else None, check=i
         )
         client.set_tag(rid, "albsnn.optuna_trial_number", str(i))
         logged.children[rid] = dict(params=params, state=state, result=result)
@@ -211,7 +253,7 @@ def build_logged_sweeps(root: Path) -> LoggedSweeps:
                 params=params,
                 distributions=dists,
                 state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
-                values=None if pruned else [result["test_accuracy"], result["storage_bytes"]],
+                values=None if pruned else [result[VAL], result["storage_bytes"]],
             )
         )
     failed = client.create_run(

@@ -122,3 +122,38 @@ def test_unknown_baseline_or_test_is_rejected():
         ablation_rows(CONFIGS, _runs(), baseline="bwo=both")
     with pytest.raises(ValueError, match="test="):
         ablation_rows(CONFIGS, _runs(), baseline="bwo=project", test="anova")
+
+
+# binarize grid of the ablation search space: random (matched storage) is one more level
+BINARIZE = {
+    "binarize=adaptive": [0.912, 0.905, 0.918, 0.909, 0.915],
+    "binarize=random": [0.893, 0.880, 0.899, 0.884, 0.896],
+    "binarize=all": [0.861, 0.850, 0.872, 0.858, 0.866],
+    "binarize=none": [0.921, 0.917, 0.925, 0.919, 0.923],
+}
+VAL_SHIFT = 0.01  # constructed validation accuracy = test accuracy + 0.01
+
+
+def test_the_binarize_grid_has_a_random_cell_with_its_paired_p_value_and_val_mean():
+    configs = [(label, {"binarize": label.split("=")[1]}) for label in BINARIZE]
+    runs = [
+        (label, seed, "FINISHED", acc, 0.3, acc + VAL_SHIFT)
+        for label, accs in BINARIZE.items()
+        for seed, acc in zip(SEEDS, accs, strict=True)
+    ]
+    info = ablation_rows(configs, runs, baseline="binarize=adaptive", factors=["binarize"])
+    rows = {r.label: r for r in info.rows}
+    assert list(rows) == list(BINARIZE) and info.metric == "test_accuracy"
+    random, base = rows["binarize=random"], BINARIZE["binarize=adaptive"]
+    # the compared value is each seed's test accuracy; validation rides along as a mean
+    assert random.values == dict(zip(SEEDS, BINARIZE["binarize=random"], strict=True))
+    assert random.p_value == pytest.approx(stats.ttest_rel(BINARIZE["binarize=random"], base).pvalue)
+    raw = [stats.ttest_rel(BINARIZE[label], base).pvalue for label in list(BINARIZE)[1:]]
+    assert random.p_holm == pytest.approx(brute_holm(raw)[0])
+    assert random.val_mean == pytest.approx(np.mean(BINARIZE["binarize=random"]) + VAL_SHIFT)
+    assert random.mean == pytest.approx(np.mean(BINARIZE["binarize=random"]))
+
+
+def test_runs_without_a_validation_accuracy_leave_the_val_mean_empty():
+    info = ablation_rows(CONFIGS, _runs(), baseline="bwo=project")
+    assert all(r.val_mean is None for r in info.rows)

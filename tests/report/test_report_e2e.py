@@ -17,8 +17,20 @@ import pytest
 
 from albsnn.report.figures import FIGURES
 from albsnn.report.pareto import pareto_mask
+from albsnn.report.source import TEST_ACCURACY as TEST
+from albsnn.report.source import VAL_ACCURACY as VAL
 
-TABLES = ("counts", "pareto", "hypervolume", "ablation", "time_steps", "layer_map", "importances", "trials")
+TABLES = (
+    "counts",
+    "pareto",
+    "hypervolume",
+    "ablation",
+    "time_steps",
+    "layer_map",
+    "estimator_check",
+    "importances",
+    "trials",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +67,18 @@ def test_html_embeds_every_figure_and_has_no_external_urls(report):
 
 
 def test_pareto_numbers_in_report_md_and_csv_equal_mlflow(report, mlflow_runs, md_table):
+    # the front is chosen on validation accuracy; each row also shows that run's test accuracy
     md = (report / "report.md").read_text()
     finished = {rid: r for rid, r in mlflow_runs.items() if r.info.status == "FINISHED"}
-    acc = [r.data.metrics["test_accuracy"] for r in finished.values()]
+    acc = [r.data.metrics[VAL] for r in finished.values()]
     size = [r.data.metrics["storage_bytes"] for r in finished.values()]
     front = {rid for rid, on in zip(finished, pareto_mask(acc, size), strict=True) if on}
     rows = md_table(md, "#")
     assert {row["run_id"] for row in rows} == front
     for row in rows:
         m = finished[row["run_id"]].data.metrics
-        assert row["test accuracy"] == _pct(m["test_accuracy"])
+        assert row["val accuracy"] == _pct(m[VAL])
+        assert row["test accuracy"] == _pct(m[TEST])
         assert row["storage (bytes)"] == f"{int(m['storage_bytes']):,}"
         assert row["storage reduction"] == f"{100 * m['storage_reduction']:.1f}%"
     with open(report / "pareto.csv") as f:
@@ -72,8 +86,29 @@ def test_pareto_numbers_in_report_md_and_csv_equal_mlflow(report, mlflow_runs, m
     assert {r["run_id"] for r in csv_rows} == front
     for r in csv_rows:  # the CSV keeps full precision
         m = finished[r["run_id"]].data.metrics
-        assert float(r["test_accuracy"]) == m["test_accuracy"]
+        assert (float(r[VAL]), float(r[TEST])) == (m[VAL], m[TEST])
         assert float(r["storage_bytes"]) == m["storage_bytes"]
+
+
+def test_report_says_it_selects_on_validation_and_reports_test(report):
+    md = (report / "report.md").read_text()
+    rule = (
+        "selected on validation accuracy (val_accuracy, final epoch); test accuracy (test_accuracy) reported"
+    )
+    assert f"- **selection**: {rule}" in md
+    assert rule in (report / "index.html").read_text()
+    assert json.loads((report / "report.json").read_text())["selected_on"] == VAL
+
+
+def test_estimator_check_table_shows_the_constructed_rank_agreement(report, logged_sweeps, md_table):
+    md = (report / "report.md").read_text()
+    assert "## Does the estimator estimate?" in md
+    rows = {r["estimator"]: r for r in md_table(md, "estimator")}
+    assert set(rows) == {"measured", "taylor", "weight-error"}
+    for name, rho in logged_sweeps.check_rho.items():
+        assert rows[name]["n pairs"] == "12"
+        assert rows[name]["Spearman ρ (pooled)"] == f"{rho:+.2f}"
+        assert rows[name]["median per-run ρ (runs)"] == f"{rho:+.2f} (4/4)"
 
 
 def test_trial_counts_and_states_equal_mlflow(report, logged_sweeps, md_table):
@@ -100,9 +135,7 @@ def test_ablation_row_with_a_missing_seed_is_flagged_and_its_numbers_equal_mlflo
     by_bwo: dict[str, list[float]] = {}
     for rid, child in logged_sweeps.children.items():
         if "bwo" in child["params"]:
-            by_bwo.setdefault(child["params"]["bwo"], []).append(
-                mlflow_runs[rid].data.metrics["test_accuracy"]
-            )
+            by_bwo.setdefault(child["params"]["bwo"], []).append(mlflow_runs[rid].data.metrics[TEST])
     base = rows["(baseline) bwo=project"]
     a = np.array(by_bwo["project"])
     assert base["test accuracy % mean ± std (n/expected)"] == (
@@ -118,7 +151,7 @@ def test_importances_come_from_the_optuna_journal(report):
     with open(report / "importances.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["param"] for r in rows} == {"time_steps", "estimator", "threshold"}
-    for objective in ("test_accuracy", "storage_bytes"):
+    for objective in (VAL, "storage_bytes"):
         assert sum(float(r["importance"]) for r in rows if r["objective"] == objective) == pytest.approx(1.0)
 
 

@@ -57,7 +57,7 @@ def _write_pipeline(folder: Path, name: str, *, space: str = TINY_SPACE, **overr
         "epochs": 3,
         "train": {"batch_size": 100, "warmup": 1},
         "search_space": f"{name}-space.yaml",
-        "objectives": {"test_accuracy": "max", "storage_bytes": "min"},
+        "objectives": {"val_accuracy": "max", "storage_bytes": "min"},
         "mode": "search",
         "sampler": {"kind": "random"},
         "pruner": "none",

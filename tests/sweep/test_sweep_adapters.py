@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from albsnn.cli import main
 from albsnn.errors import ConfigError
+from albsnn.sweep.progress import _detail
 from albsnn.sweep.pruners import PRUNERS, make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
@@ -41,7 +42,7 @@ class FakeTrial:
 
 def _report(scheduler, trial, *accuracies):
     return [
-        scheduler.on_trial_result(None, trial, {"test_accuracy": a, "epoch": e})
+        scheduler.on_trial_result(None, trial, {"val_accuracy": a, "epoch": e})
         for e, a in enumerate(accuracies, 1)
     ]
 
@@ -57,7 +58,7 @@ def test_bridge_stops_the_trial_the_median_pruner_prunes_and_records_it_pruned(t
     )
     good, bad = FakeTrial("good"), FakeTrial("bad")
     assert _report(scheduler, good, 0.5, 0.6, 0.7) == [CONTINUE] * 3
-    scheduler.on_trial_complete(None, good, {"test_accuracy": 0.7})
+    scheduler.on_trial_complete(None, good, {"val_accuracy": 0.7})
     assert _report(scheduler, bad, 0.1) == [STOP]
     assert scheduler.is_pruned("bad") and not scheduler.is_pruned("good")
     study = optuna.load_study(study_name="s.pruning", storage=open_journal(tmp_path / "j"))
@@ -72,15 +73,18 @@ def test_bridge_after_a_restore_stops_a_trial_pruned_before_it(tmp_path):
     assert _report(scheduler, trial, 0.5, 0.6) == [CONTINUE, STOP]
     restored = pickle.loads(pickle.dumps(scheduler))
     assert not restored.is_pruned("t")
-    assert restored.on_trial_result(None, trial, {"test_accuracy": 0.7, "epoch": 3}) == STOP
+    assert restored.on_trial_result(None, trial, {"val_accuracy": 0.7, "epoch": 3}) == STOP
     assert restored.is_pruned("t")
     assert len(restored.study.trials) == 1
 
 
-def test_bridge_prunes_on_accuracy_and_ignores_results_without_it(tmp_path):
+def test_bridge_prunes_on_val_accuracy_and_ignores_results_without_it(tmp_path):
+    # Rule of evidence: the pruner's default metric is validation accuracy; test accuracy alone
+    # is never read, so a result that carries only test_accuracy prunes nothing.
     scheduler = OptunaPrunerScheduler(DeterministicPruner(every=1, at_step=1), tmp_path / "j", "p")
     assert scheduler.on_trial_result(None, FakeTrial("x"), {"storage_bytes": 10, "epoch": 1}) == CONTINUE
-    assert scheduler.on_trial_result(None, FakeTrial("x"), {"test_accuracy": 0.2, "epoch": 1}) == STOP
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"test_accuracy": 0.2, "epoch": 1}) == CONTINUE
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"val_accuracy": 0.2, "epoch": 1}) == STOP
 
 
 def test_bridge_never_prunes_at_the_last_epoch(tmp_path):
@@ -88,7 +92,7 @@ def test_bridge_never_prunes_at_the_last_epoch(tmp_path):
     scheduler = OptunaPrunerScheduler(
         DeterministicPruner(every=1, at_step=1), tmp_path / "j", "p", max_step=2
     )
-    assert scheduler.on_trial_result(None, FakeTrial("x"), {"test_accuracy": 0.2, "epoch": 2}) == CONTINUE
+    assert scheduler.on_trial_result(None, FakeTrial("x"), {"val_accuracy": 0.2, "epoch": 2}) == CONTINUE
 
 
 @pytest.mark.parametrize("name", sorted(set(PRUNERS) - {"deterministic"}))
@@ -112,7 +116,7 @@ def _search(tmp_path, is_pruned=None):
     space = {"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
     return StudySearch(
         space=space,
-        metric=["test_accuracy", "storage_bytes"],
+        metric=["val_accuracy", "storage_bytes"],
         mode=["max", "min"],
         sampler=optuna.samplers.RandomSampler(seed=0),
         study_name="s",
@@ -124,8 +128,8 @@ def _search(tmp_path, is_pruned=None):
 def test_search_tells_pruned_trials_pruned_not_complete_with_partial_values(tmp_path):
     searcher = _search(tmp_path, is_pruned=lambda trial_id: trial_id == "b")
     searcher.suggest("a"), searcher.suggest("b")
-    searcher.on_trial_complete("a", {"test_accuracy": 0.9, "storage_bytes": 100})
-    searcher.on_trial_complete("b", {"test_accuracy": 0.2, "storage_bytes": 100})
+    searcher.on_trial_complete("a", {"val_accuracy": 0.9, "storage_bytes": 100})
+    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "storage_bytes": 100})
     study = searcher._ot_study
     assert [(t.user_attrs["ray_trial_id"], t.state, t.values) for t in study.trials] == [
         ("a", TrialState.COMPLETE, [0.9, 100.0]),
@@ -157,7 +161,7 @@ def parent(tracking_uri, request):
     return experiment_id, start_parent_run(tracking_uri, experiment_id, "sweep", {})
 
 
-def _history(client, run_id, key="test_accuracy"):
+def _history(client, run_id, key="val_accuracy"):
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
@@ -169,16 +173,14 @@ def test_callback_keeps_one_run_per_trial_and_logs_each_epoch_once(tracking_uri,
     callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr", "seed"])
     callback.on_trial_start(0, [], trial)
     for epoch in (1, 2):
-        callback.on_trial_result(
-            0, [], trial, {"epoch": epoch, "test_accuracy": 0.5, "firing_rate.lif1": 0.1}
-        )
+        callback.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.5, "firing_rate.lif1": 0.1})
     again = pickle.loads(
         pickle.dumps(MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr"]))
     )
     again.on_trial_start(0, [], trial)
     for epoch in (2, 3):
-        again.on_trial_result(0, [], trial, {"epoch": epoch, "test_accuracy": 0.6})
-    trial.last_result = {"epoch": 3, "best_test_accuracy": 0.6}
+        again.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.6, "best_val_accuracy": 0.6})
+    trial.last_result = {"epoch": 3, "bwo_epoch": 2}
     again.on_trial_complete(0, [], trial)
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
@@ -188,7 +190,30 @@ def test_callback_keeps_one_run_per_trial_and_logs_each_epoch_once(tracking_uri,
     assert run.data.params == {"lr": "0.01", "seed": "0"}
     assert run.data.tags["mlflow.parentRunId"] == parent_id
     assert run.data.tags["albsnn.trial_state"] == "FINISHED" and run.info.status == "FINISHED"
-    assert run.data.metrics["best_test_accuracy"] == 0.6 and "firing_rate.lif1" in run.data.metrics
+    assert run.data.metrics["best_val_accuracy"] == 0.6 and run.data.metrics["bwo_epoch"] == 2
+    assert "firing_rate.lif1" in run.data.metrics
+
+
+def test_callback_logs_the_estimator_check_at_the_final_step(tracking_uri, parent):
+    # Rule: check_measured.* / check_estimate.* come with the final epoch only and are logged like
+    # every per-epoch metric, at that epoch's step; test_accuracy is logged too (reported, not selected).
+    experiment_id, parent_id = parent
+    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=[])
+    trial = FakeTrial("c")
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.4})
+    final = {
+        "epoch": 2,
+        "val_accuracy": 0.6,
+        "test_accuracy": 0.5,
+        **flat_metrics({"estimator_check": CHECK}),
+    }
+    callback.on_trial_result(0, [], trial, final)
+    client = MlflowClient(tracking_uri)
+    run_id = callback.run_id(trial)
+    for key in ("check_measured.conv2", "check_estimate.weight-error.conv2", "check_estimate.taylor.conv2"):
+        assert _history(client, run_id, key) == [2], key
+    assert _history(client, run_id, "test_accuracy") == [1, 2]
 
 
 @pytest.mark.parametrize("state, status", [("PRUNED", "KILLED"), (None, "FINISHED")])
@@ -219,6 +244,11 @@ def test_callback_deletes_runs_of_trials_ray_no_longer_knows(tracking_uri, paren
 def test_unreachable_tracking_server_is_named():
     with pytest.raises(ConfigError, match=r"http://127\.0\.0\.1:9 "):
         check_tracking_uri("http://127.0.0.1:9", timeout=2)
+
+
+def test_progress_line_leads_with_validation_accuracy_and_labels_test():
+    last = {"epoch": 8, "val_accuracy": 0.9123, "test_accuracy": 0.905, "storage_bytes": 2048}
+    assert _detail(last) == "epoch 8, val_accuracy 0.9123, test 0.9050, 2.0 KiB"
 
 
 # ---------------------------------------------------------------- CLI: bad input
@@ -287,7 +317,7 @@ def test_restarted_trial_takes_the_newest_of_rays_and_its_own_checkpoint(tmp_pat
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():
     metrics = {
         "epoch": 2,
-        "test_accuracy": 0.5,
+        "val_accuracy": 0.5,
         "firing_rates": {"lif1": 0.1},
         "estimates": {"conv2": 0.2, "conv3": float("nan")},
         "binarized_layers": ("conv2",),
@@ -295,8 +325,30 @@ def test_flat_metrics_spells_out_layers_and_drops_missing_values():
     }
     assert flat_metrics(metrics) == {
         "epoch": 2,
-        "test_accuracy": 0.5,
+        "val_accuracy": 0.5,
         "firing_rate.lif1": 0.1,
         "estimate.conv2": 0.2,
         "binarized_layers": ["conv2"],
+    }
+
+
+# The final epoch's estimator_check as the trainer reports it (measured drop in pp, estimates).
+CHECK = {
+    "measured": {"conv2": 0.8, "conv3": 3.5},
+    "estimates": {
+        "weight-error": {"conv2": 12.0, "conv3": 30.0},
+        "taylor": {"conv2": 0.4, "conv3": float("nan")},
+    },
+}
+
+
+def test_flat_metrics_flattens_the_estimator_check_by_layer_and_estimator():
+    # Rule: check_measured.<layer> and check_estimate.<estimator>.<layer>; NaN left out as elsewhere.
+    assert flat_metrics({"epoch": 8, "estimator_check": CHECK}) == {
+        "epoch": 8,
+        "check_measured.conv2": 0.8,
+        "check_measured.conv3": 3.5,
+        "check_estimate.weight-error.conv2": 12.0,
+        "check_estimate.weight-error.conv3": 30.0,
+        "check_estimate.taylor.conv2": 0.4,
     }

@@ -24,6 +24,7 @@ from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
 
 TRIAL_ARTIFACTS = {"config.json", "metrics.json", "estimator_history.json", "binarized_layers.json", "model"}
+CHECK_ARTIFACT = "estimator_check.json"  # finished trials only: the check runs after the last epoch
 
 
 def _children(uri: str, result) -> list:
@@ -32,7 +33,7 @@ def _children(uri: str, result) -> list:
 
 
 def _steps(uri: str, run) -> list[int]:
-    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "test_accuracy"))
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy"))
 
 
 def _study(result, name: str):
@@ -55,7 +56,9 @@ def test_small_sweep_records_parent_children_and_optuna_states(
     parent = client.get_run(result.parent_run_id)
     tags = parent.data.tags
     assert tags["albsnn.role"] == "sweep" and tags["albsnn.mode"] == "search"
-    assert json.loads(tags["albsnn.objectives"]) == {"test_accuracy": "max", "storage_bytes": "min"}
+    assert json.loads(tags["albsnn.objectives"]) == {"val_accuracy": "max", "storage_bytes": "min"}
+    assert tags["albsnn.prune_metric"] == "val_accuracy"
+    assert json.loads(tags["albsnn.base_config"])["estimator_check"] is True
     assert json.loads(tags["albsnn.search_space_types"]) == {
         "width": "float",
         "time_steps": "int",
@@ -75,8 +78,14 @@ def test_small_sweep_records_parent_children_and_optuna_states(
     for run in children:
         by_state[run.data.tags["albsnn.trial_state"]].append(run)
         assert set(run.data.params) == {"width", "time_steps", "lr", "seed"}
-        assert {"test_accuracy", "storage_bytes", "storage_reduction"} <= set(run.data.metrics)
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} == TRIAL_ARTIFACTS
+        assert {"val_accuracy", "test_accuracy", "storage_bytes", "storage_reduction"} <= set(
+            run.data.metrics
+        )
+        finished = run.data.tags["albsnn.trial_state"] == "FINISHED"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts == TRIAL_ARTIFACTS | ({CHECK_ARTIFACT} if finished else set())
+        checked = [k for k in run.data.metrics if k.startswith("check_measured.")]
+        assert bool(checked) == finished
     assert all(
         r.info.status == "FINISHED" and _steps(tracking_uri, r) == [1, 2, 3] for r in by_state["FINISHED"]
     )
@@ -92,7 +101,7 @@ def test_small_sweep_records_parent_children_and_optuna_states(
             assert trial.state == TrialState.PRUNED
         else:
             assert trial.state == TrialState.COMPLETE
-            assert trial.values == [run.data.metrics["test_accuracy"], run.data.metrics["storage_bytes"]]
+            assert trial.values == [run.data.metrics["val_accuracy"], run.data.metrics["storage_bytes"]]
     pruning = _study(result, f"{result.sweep_id}.pruning")
     assert sorted(t.state.name for t in pruning.trials) == ["COMPLETE"] * 3 + ["PRUNED"] * 3
 

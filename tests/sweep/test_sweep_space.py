@@ -14,7 +14,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from albsnn.errors import ConfigError
 from albsnn.sweep import load_pipeline, load_search_space
-from albsnn.sweep.space import GROUPS
+from albsnn.sweep.pipeline import PRUNE_METRIC
+from albsnn.sweep.space import _NOT_SWEEPABLE, GROUPS
 
 REPO = Path(__file__).resolve().parents[2]
 D = optuna.distributions
@@ -113,6 +114,15 @@ def test_bad_search_space_names_file_parameter_and_problem(tmp_path, text, words
         assert word in message
 
 
+def test_values_are_checked_with_the_spaces_fixed_values(tmp_path):
+    # Rule: a value that needs another field (binarize=random needs a budget) passes when the space
+    # fixes that field, and is named with the trainer's reason when it does not.
+    text = "estimator:\n  binarize: {grid: [adaptive, random]}\n"
+    assert load_search_space(_space(tmp_path, text + "  budget: {fixed: 0.5}\n"))["binarize"].kind == "grid"
+    with pytest.raises(ConfigError, match=r"estimator\.binarize: value 'random' .* needs a budget"):
+        load_search_space(_space(tmp_path, text))
+
+
 def test_yaml_reads_off_as_text_and_1e_minus_3_as_a_number(tmp_path):
     # Rule: YAML 1.2 scalars. PyYAML's 1.1 rules would make `off` False and `1e-3` a string.
     space = load_search_space(
@@ -142,7 +152,16 @@ def test_groups_cover_every_sweepable_trainconfig_field():
 
     grouped = {name for names in GROUPS.values() for name in names}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert grouped | {"seed", "out", "dataset", "data_dir", "data_options", "device"} == fields
+    assert grouped | set(_NOT_SWEEPABLE) == fields
+    assert not grouped & set(_NOT_SWEEPABLE)
+
+
+@pytest.mark.parametrize("name", ["val_fraction", "estimator_check"])
+def test_validation_split_and_estimator_check_are_not_sampled(tmp_path, name):
+    # Rule: every trial is compared on the same validation split, and the check is a measurement.
+    path = _space(tmp_path, f"data:\n  {name}: {{fixed: 0.2}}\n")
+    with pytest.raises(ConfigError, match=f"data.{name}: not a search-space parameter"):
+        load_search_space(path)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
@@ -176,8 +195,8 @@ def test_ablation_param_space_is_the_grid_times_the_seeds(write_pipeline, tmp_pa
 # pipeline overrides -> words of the message
 BAD_PIPELINES = [
     ({"colour": "blue"}, ["unknown pipeline key(s) ['colour']"]),
-    ({"objectives": {"accuracy": "max"}}, ["objective 'accuracy'", "test_accuracy"]),
-    ({"objectives": {"test_accuracy": "up"}}, ["must be max or min"]),
+    ({"objectives": {"accuracy": "max"}}, ["objective 'accuracy'", "val_accuracy"]),
+    ({"objectives": {"val_accuracy": "up"}}, ["must be max or min"]),
     ({"mode": "grid"}, ["mode must be search or ablation"]),
     ({"pruner": "aggressive"}, ["unknown pruner 'aggressive'"]),
     ({"pruner": {"kind": "median", "patience": 3}}, ["pruner median", "patience"]),
@@ -202,6 +221,82 @@ def test_bad_pipeline_names_file_key_and_problem(write_pipeline, tmp_path, overr
     assert str(path) in message or "dataset" in message
     for word in words:
         assert word in message
+
+
+SELECTION_MESSAGE = "objectives select runs and must use validation metrics (val_accuracy)"
+
+
+@pytest.mark.parametrize(
+    "objectives",
+    [
+        {"test_accuracy": "max", "storage_bytes": "min"},
+        {"test_accuracy": "max"},
+        {"val_accuracy": "max", "test_loss": "min"},
+    ],
+)
+def test_pipeline_objective_on_a_test_metric_is_rejected(write_pipeline, tmp_path, objectives):
+    # Rule of evidence: select on validation, report on test. One line, naming file and metric.
+    path = write_pipeline(tmp_path, "selects-on-test", objectives=objectives)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    message = str(info.value)
+    test_metric = next(m for m in objectives if m.startswith("test_"))
+    assert str(path) in message and SELECTION_MESSAGE in message
+    assert f"{test_metric} is reported, never selected" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "objectives, prune_on",
+    [
+        ({"val_accuracy": "max", "storage_bytes": "min"}, ("val_accuracy", "max")),
+        ({"storage_bytes": "min"}, ("storage_bytes", "min")),
+    ],
+)
+def test_pruning_metric_is_val_accuracy_or_the_single_objective(
+    write_pipeline, tmp_path, objectives, prune_on
+):
+    # Rule: multi-objective sweeps prune on validation accuracy; a single objective prunes on itself.
+    assert PRUNE_METRIC == ("val_accuracy", "max")
+    path = write_pipeline(tmp_path, "prune", objectives=objectives)
+    assert load_pipeline(path).prune_on == prune_on
+
+
+@pytest.mark.parametrize("train, expected", [({}, True), ({"estimator_check": False}, False)])
+def test_sweeps_check_the_estimator_unless_the_pipeline_turns_it_off(
+    write_pipeline, tmp_path, train, expected
+):
+    path = write_pipeline(tmp_path, "check", train={"batch_size": 100, **train})
+    assert load_pipeline(path).base_config()["estimator_check"] is expected
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_pipelines_select_on_validation(path):
+    pipeline = load_pipeline(path)
+    assert pipeline.objectives == {"val_accuracy": "max", "storage_bytes": "min"}
+    assert pipeline.prune_on == ("val_accuracy", "max")
+
+
+def test_ablation_space_has_a_random_cell_at_the_adaptive_budget():
+    # Rule: `random` binarizes chance layers to the same storage reduction as the estimator's
+    # budget mode, so the two cells differ only in which layers are binary.
+    space = load_search_space(REPO / "search_spaces" / "ablation-components.yaml")
+    assert space["binarize"].kind == "grid"
+    assert space["binarize"].values == ("adaptive", "random", "all", "none")
+    assert (space["budget"].kind, space["budget"].values) == ("fixed", (0.5,))
+
+
+def test_every_cell_of_the_shipped_ablation_is_a_valid_trainconfig():
+    # Rule: the fixed budget goes to every cell, so all/none must accept it too.
+    import itertools
+
+    from albsnn.train import TrainConfig
+
+    pipeline = load_pipeline(REPO / "pipelines" / "fmnist-ablation.yaml")
+    grid = {p.name: p.values for p in pipeline.search_space.params}
+    for values in itertools.product(*grid.values()):
+        cell = {**pipeline.base_config(), **dict(zip(grid, values, strict=True)), "seed": 0}
+        TrainConfig.from_dict(cell)
 
 
 def test_library_imports_without_the_platform():
