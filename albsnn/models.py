@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -60,9 +60,18 @@ _ARCHS: dict[str, list[int | str]] = {
 }
 
 
+def _choice(default: str, choices: Sequence[str]) -> str:
+    """A field whose value is one of ``choices`` (field metadata: validation, CLI flags, sweeps)."""
+    return field(default=default, metadata={"choices": tuple(choices)})
+
+
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a network (it is stored inside exported model files)."""
+    """Everything needed to rebuild a network (it is stored inside exported model files).
+
+    The model fields' defaults and choices live here, not in :class:`~albsnn.train.TrainConfig`,
+    which reads them: a model file must load with this module alone.
+    """
 
     arch: str = "tiny"
     in_channels: int = 1
@@ -70,16 +79,16 @@ class ModelConfig:
     input_size: tuple[int, int] = (8, 8)
     width: float = 1.0  # channel multiplier on every conv
     time_steps: int = 2  # T: the network runs T steps and averages the readout
-    head: str = "gap"  # "gap": 1x1 conv + global average pool; "fc": flatten + fully connected
+    head: str = _choice("gap", HEADS)  # "gap": 1x1 conv + global average pool; "fc": flatten + FC
     fc_hidden: int = 256  # hidden units of the FC head (0 = a single linear layer)
-    readout: str = "membrane"  # logits = mean over T of classifier output ("membrane") or spikes ("rate")
+    readout: str = _choice("membrane", READOUTS)  # logits = mean over T of classifier output or spikes
     decay: float = 0.5  # LIF leak factor
     v_threshold: float = 1.0
-    reset: str = "hard"
+    reset: str = _choice("hard", RESETS)
     detach_reset: bool = False
-    surrogate: str = "atan"
+    surrogate: str = _choice("atan", tuple(SURROGATES))
     surrogate_param: float | None = None  # atan/sigmoid alpha, rectangular width; None = default
-    alpha_mode: str = "channel"  # binary scale alpha per output channel or per layer
+    alpha_mode: str = _choice("channel", ALPHA_MODES)  # binary scale alpha per output channel or per layer
     clip_value: float = 1.0  # straight-through gradient is zero where |W| > clip_value
 
     def __post_init__(self) -> None:
@@ -93,11 +102,9 @@ class ModelConfig:
             raise ConfigError(f"time_steps (T) must be >= 1, but got time_steps={self.time_steps}")
         if not self.width > 0:
             raise ConfigError(f"width must be > 0, but got width={self.width}")
-        _check_choice("head", self.head, HEADS)
-        _check_choice("readout", self.readout, READOUTS)
-        _check_choice("reset", self.reset, RESETS)
-        _check_choice("surrogate", self.surrogate, tuple(SURROGATES))
-        _check_choice("alpha_mode", self.alpha_mode, ALPHA_MODES)
+        for f in dataclasses.fields(self):
+            if "choices" in f.metadata:
+                _check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
         if self.fc_hidden < 0:
             raise ConfigError(f"fc_hidden must be >= 0, but got fc_hidden={self.fc_hidden}")
 

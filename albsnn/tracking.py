@@ -36,6 +36,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from albsnn.errors import ConfigError
+from albsnn.metrics import (
+    BEST_VAL_ACCURACY,
+    CHECK_ESTIMATE_PREFIX,
+    CHECK_MEASURED_PREFIX,
+    ESTIMATE_PREFIX,
+    FIRING_RATE_PREFIX,
+    STORAGE_BYTES,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    TEST_PREFIX,
+    VAL_ACCURACY,
+    VAL_LOSS,
+)
 from albsnn.sweep._imports import require
 
 __all__ = [
@@ -60,25 +73,17 @@ __all__ = [
     "end_run",
 ]
 
-# Metric names (docs/tracking.md). Rule of evidence: decisions (objectives, pruning, "best") read
-# validation metrics; test metrics are reported, never selected on.
-VAL_ACCURACY = "val_accuracy"
-BEST_VAL_ACCURACY = "best_val_accuracy"  # running max of val_accuracy: its last value is the run's best
-TEST_PREFIX = "test_"
-FIRING_RATE_PREFIX = "firing_rate."  # + layer
-ESTIMATE_PREFIX = "estimate."  # + layer
-CHECK_MEASURED_PREFIX = "check_measured."  # + layer: true accuracy drop (pp), final epoch only
-CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final epoch only
+# Metric names live in albsnn.metrics (docs/tracking.md).
 # Logged every epoch with step = epoch, plus every metric named by a prefix above.
 EPOCH_METRICS = (
     VAL_ACCURACY,
-    "val_loss",
+    VAL_LOSS,
     BEST_VAL_ACCURACY,
-    "test_accuracy",
-    "test_loss",
+    TEST_ACCURACY,
+    TEST_LOSS,
     "train_loss",
     "train_accuracy",
-    "storage_bytes",
+    STORAGE_BYTES,
     "fp32_bytes",
     "storage_reduction",
     "num_binarized",

@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,10 +55,11 @@ from albsnn.estimator import (
     Taylor,
     get_estimator,
 )
+from albsnn.metrics import ESTIMATOR_CHECK
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
 
-__all__ = ["TrainConfig", "Callback", "Trainer", "fit", "get_lr", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "Callback", "Trainer", "fit", "get_lr", "CONFIG_GROUPS", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -68,65 +70,102 @@ BN_SAMPLES = 512  # training samples that re-estimate BatchNorm statistics: each
 TAYLOR_CHECK_BATCHES = 16  # training batches (no optimizer step) behind the end-of-run taylor estimate
 
 
+# The group of every TrainConfig field (its `group` metadata). Search-space files write parameters
+# under these names (albsnn.sweep.space derives its GROUPS from the metadata); the order is theirs.
+CONFIG_GROUPS = ("model", "estimator", "bwo", "training", "data")
+_MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+
+
+def _param(group: str, default: Any = dataclasses.MISSING, *, choices: Sequence[str] = (), **kwargs) -> Any:
+    """A :class:`TrainConfig` field in ``group``; ``choices``, if given, are the values it allows."""
+    if group not in CONFIG_GROUPS:
+        raise ValueError(f"group must be one of {CONFIG_GROUPS}, but got {group=}")
+    metadata = {"group": group, **({"choices": tuple(choices)} if choices else {})}
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+def _model_param(name: str) -> Any:
+    """A model field: default and choices are :class:`ModelConfig`'s, so the two cannot drift.
+
+    ModelConfig owns them, not TrainConfig, because exported model files store a ModelConfig and
+    load it with :mod:`albsnn.models` alone, without importing this module.
+    """
+    source = _MODEL_FIELDS[name]
+    return field(default=source.default, metadata={"group": "model", **source.metadata})
+
+
 @dataclass
 class TrainConfig:
-    """One training run. Every field is a sweepable parameter (YAML names are these names)."""
+    """One training run. Every field is a parameter (YAML names are these names) in one group.
+
+    ``dataclasses.fields(TrainConfig)[i].metadata`` holds the field's ``group`` (one of
+    :data:`CONFIG_GROUPS`) and, for a field with a fixed set of values, its ``choices``; the
+    ``albsnn train`` flags and the search-space checks are generated from them.
+    """
 
     # data
-    dataset: str = "digits"
-    data_dir: str | None = None  # None: $ALBSNN_DATA or ~/.cache/albsnn
-    limit_train: int | None = None  # stratified subset sizes, for quick runs
-    limit_test: int | None = None
-    val_fraction: float = DEFAULT_VAL_FRACTION  # stratified share of train held out for every selection
-    data_options: dict = field(default_factory=dict)  # forwarded to the dataset loader
-    # model
-    arch: str | None = None  # None: the dataset's suggested architecture
-    width: float = 1.0
-    time_steps: int = 2  # T
-    head: str = "gap"  # gap | fc (the GAP-vs-FC ablation)
-    fc_hidden: int = 256
-    readout: str = "membrane"  # membrane | rate
-    decay: float = 0.5
-    v_threshold: float = 1.0
-    reset: str = "hard"  # hard | soft
-    detach_reset: bool = False
-    surrogate: str = "atan"  # atan | sigmoid | rectangular
-    surrogate_param: float | None = None
-    alpha_mode: str = "channel"  # channel | layer
-    clip_value: float = 1.0
+    dataset: str = _param("data", "digits")
+    data_dir: str | None = _param("data", None)  # None: $ALBSNN_DATA or ~/.cache/albsnn
+    limit_train: int | None = _param("data", None)  # stratified subset sizes, for quick runs
+    limit_test: int | None = _param("data", None)
+    # stratified share of train held out for every selection
+    val_fraction: float = _param("data", DEFAULT_VAL_FRACTION)
+    data_options: dict = _param("data", default_factory=dict)  # forwarded to the dataset loader
+    # model: defaults and choices come from ModelConfig (see _model_param)
+    arch: str | None = _param("model", None)  # None: the dataset's suggested architecture
+    width: float = _model_param("width")  # channel multiplier, 1.0
+    time_steps: int = _model_param("time_steps")  # T, 2
+    head: str = _model_param("head")  # gap | fc (the GAP-vs-FC ablation)
+    fc_hidden: int = _model_param("fc_hidden")
+    readout: str = _model_param("readout")  # membrane | rate
+    decay: float = _model_param("decay")
+    v_threshold: float = _model_param("v_threshold")
+    reset: str = _model_param("reset")  # hard | soft
+    detach_reset: bool = _model_param("detach_reset")
+    surrogate: str = _model_param("surrogate")  # atan | sigmoid | rectangular
+    surrogate_param: float | None = _model_param("surrogate_param")
+    alpha_mode: str = _model_param("alpha_mode")  # channel | layer
+    clip_value: float = _model_param("clip_value")
     # accuracy loss estimator / binarization policy
-    binarize: str = "adaptive"  # adaptive | random | all | none
-    estimator: str = DEFAULT_ESTIMATOR  # measured | weight-error | taylor
-    threshold: float = 1.0  # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
-    warmup: int = 2  # epochs before the first decision
-    interval: int = 1  # epochs between decisions
-    freeze_last: int = 1  # no decisions in the last epochs: every switched layer is trained before export
-    calibration_size: int = 1000  # validation samples the measured estimator evaluates per state
-    estimator_check: bool = False  # at the end, measure every candidate's true val accuracy drop
-    reversible: bool = False
-    hysteresis: float = 0.2
-    budget: float | None = None  # target storage reduction in (0, 1); replaces the threshold; random needs it
-    binarize_first: bool = False
-    binarize_classifier: bool = False
+    binarize: str = _param("estimator", "adaptive", choices=POLICY_MODES)  # adaptive | random | all | none
+    # measured | weight-error | taylor
+    estimator: str = _param("estimator", DEFAULT_ESTIMATOR, choices=tuple(ESTIMATORS))
+    # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
+    threshold: float = _param("estimator", 1.0)
+    warmup: int = _param("estimator", 2)  # epochs before the first decision
+    interval: int = _param("estimator", 1)  # epochs between decisions
+    # no decisions in the last epochs: every switched layer is trained before export
+    freeze_last: int = _param("estimator", 1)
+    # validation samples the measured estimator evaluates per state
+    calibration_size: int = _param("estimator", 1000)
+    # at the end, measure every candidate's true val accuracy drop
+    estimator_check: bool = _param("estimator", False)
+    reversible: bool = _param("estimator", False)
+    hysteresis: float = _param("estimator", 0.2)
+    # target storage reduction in (0, 1); replaces the threshold; random needs it
+    budget: float | None = _param("estimator", None)
+    binarize_first: bool = _param("estimator", False)
+    binarize_classifier: bool = _param("estimator", False)
     # binary weight optimization
-    bwo: str = "project"  # project | off
-    bwo_patience: int = 2  # epochs since the binary set last changed without > bwo_eps val loss gain
-    bwo_eps: float = 0.01
-    bwo_epoch: int | None = None  # fire at this epoch instead of on a plateau
-    bwo_lr_factor: float = 0.1  # applies to the binary layers' parameter groups only
-    # optimisation
-    epochs: int = 8
-    batch_size: int = 64
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 2e-3
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    label_smoothing: float = 0.0
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when present
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    out: str | None = None  # folder for checkpoint.pt, model.albsnn, metrics.jsonl
+    bwo: str = _param("bwo", "project", choices=BWO_MODES)  # project | off
+    # epochs since the binary set last changed without > bwo_eps val loss gain
+    bwo_patience: int = _param("bwo", 2)
+    bwo_eps: float = _param("bwo", 0.01)
+    bwo_epoch: int | None = _param("bwo", None)  # fire at this epoch instead of on a plateau
+    bwo_lr_factor: float = _param("bwo", 0.1)  # applies to the binary layers' parameter groups only
+    # optimisation and the run itself
+    epochs: int = _param("training", 8)
+    batch_size: int = _param("training", 64)
+    optimizer: str = _param("training", "adam", choices=OPTIMIZERS)  # adam | sgd
+    lr: float = _param("training", 2e-3)
+    momentum: float = _param("training", 0.9)  # sgd only
+    weight_decay: float = _param("training", 0.0)
+    schedule: str = _param("training", "cosine", choices=SCHEDULES)  # cosine | onecycle | constant
+    label_smoothing: float = _param("training", 0.0)
+    seed: int = _param("training", 0)
+    device: str = _param("training", "auto")  # auto: cuda when present
+    amp: bool = _param("training", True)  # bf16 autocast on CUDA (ignored on CPU)
+    out: str | None = _param("training", None)  # folder for checkpoint.pt, model.albsnn, metrics.jsonl
 
     def __post_init__(self) -> None:
         self.validate()
@@ -136,7 +175,6 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, but got epochs={self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, but got batch_size={self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, but got lr={self.lr}"),
-            (self.time_steps >= 1, f"time_steps (T) must be >= 1, but got time_steps={self.time_steps}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.bwo_lr_factor > 0, f"bwo_lr_factor must be > 0, but got {self.bwo_lr_factor}"),
             (self.calibration_size >= 1, f"calibration_size must be >= 1, got {self.calibration_size}"),
@@ -159,15 +197,17 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         check_val_fraction(self.val_fraction)
-        for name, allowed in (
-            ("optimizer", OPTIMIZERS),
-            ("schedule", SCHEDULES),
-            ("bwo", BWO_MODES),
-            ("binarize", POLICY_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of {list(allowed)}")
-        get_estimator(self.estimator)
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                raise ConfigError(
+                    f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {list(allowed)}"
+                )
+        # The model fields are ModelConfig's, so its validation judges them.
+        model = self._model_values()
+        if self.arch is None:  # the dataset suggests one when the run starts
+            del model["arch"]
+        ModelConfig(**model)
         self.make_policy()
         self.make_trigger()
 
@@ -211,29 +251,18 @@ class TrainConfig:
     def model_config(self, splits_info) -> ModelConfig:
         c, h, w = splits_info.input_shape
         return ModelConfig(
-            arch=self.arch or splits_info.suggested_arch,
+            **{**self._model_values(), "arch": self.arch or splits_info.suggested_arch},
             in_channels=c,
             num_classes=splits_info.num_classes,
             input_size=(h, w),
-            **{k: getattr(self, k) for k in _MODEL_KEYS},
         )
 
+    def _model_values(self) -> dict:
+        """``{field: value}`` for the fields in group ``model`` (``arch`` may be None)."""
+        return {name: getattr(self, name) for name in _MODEL_KEYS}
 
-_MODEL_KEYS = [
-    "width",
-    "time_steps",
-    "head",
-    "fc_hidden",
-    "readout",
-    "decay",
-    "v_threshold",
-    "reset",
-    "detach_reset",
-    "surrogate",
-    "surrogate_param",
-    "alpha_mode",
-    "clip_value",
-]
+
+_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["group"] == "model")
 
 
 def get_lr(step: int, total: int, base: float, schedule: str, warmup_frac: float = 0.25) -> float:
@@ -451,7 +480,7 @@ class Trainer:
                 "bwo_epoch": self.bwo_epoch,
             }
             if self.epoch == c.epochs and c.estimator_check:
-                metrics["estimator_check"] = self.check_estimators()
+                metrics[ESTIMATOR_CHECK] = self.check_estimators()
             self.history.append(metrics)
             if self.out:
                 self.save_checkpoint(self.out / CHECKPOINT)
@@ -530,7 +559,7 @@ class Trainer:
             "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"],
             "best_epoch_test_accuracy": best["test_accuracy"],
-            "estimator_check": last.get("estimator_check"),
+            ESTIMATOR_CHECK: last.get(ESTIMATOR_CHECK),
             "arch": self.model.config.arch,
             "dataset": self.config.dataset,
             "time_steps": self.config.time_steps,

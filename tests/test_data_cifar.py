@@ -73,7 +73,7 @@ def _with_fixture_md5s(monkeypatch, meta: type[CIFAR10], root: Path) -> None:
 def test_cifar10_decodes_the_pixels_and_labels_written(cifar10_root, monkeypatch):
     root, written = cifar10_root
     _with_fixture_md5s(monkeypatch, CIFAR10, root)
-    s = load_dataset("cifar10", root)
+    s = load_dataset("cifar10", root, val_fraction=None)
     order = [f.name for f in CIFAR10.train_files]
     data = np.concatenate([written[n][b"data"] for n in order])
     labels = sum((written[n][b"labels"] for n in order), [])
@@ -89,7 +89,7 @@ def test_cifar10_decodes_the_pixels_and_labels_written(cifar10_root, monkeypatch
 def test_cifar100_uses_the_fine_labels(cifar100_root, monkeypatch):
     root, written = cifar100_root
     _with_fixture_md5s(monkeypatch, CIFAR100, root)
-    s = load_dataset("cifar100", root)
+    s = load_dataset("cifar100", root, val_fraction=None)
     assert s.train_y.tolist() == written["train"][b"fine_labels"]
     assert np.array_equal(s.test_x.numpy(), written["test"][b"data"].reshape(-1, 3, 32, 32))
     assert s.info.num_classes == 100 and len(s.info.class_names) == 100
@@ -98,12 +98,12 @@ def test_cifar100_uses_the_fine_labels(cifar100_root, monkeypatch):
 def test_canonical_md5s_are_checked_by_default(cifar10_root):
     root, _ = cifar10_root
     with pytest.raises(DataError, match=f"data_batch_1 has md5 .*expected {CIFAR10.train_files[0].md5}"):
-        load_dataset("cifar10", root)
+        load_dataset("cifar10", root, val_fraction=None)
 
 
 def test_missing_files_are_named_with_md5s_and_folder(tmp_path):
     with pytest.raises(DataError) as e:
-        load_dataset("cifar100", tmp_path)
+        load_dataset("cifar100", tmp_path, val_fraction=None)
     text = str(e.value)
     assert str(tmp_path / "cifar-100-python") in text
     for spec in CIFAR100.train_files + CIFAR100.test_files + CIFAR100.other_files:
@@ -145,7 +145,7 @@ def test_refused_pickle_stops_the_load(cifar10_root):
     root, _ = cifar10_root
     _write(root / CIFAR10.folder / "test_batch", {b"data": _RunsCode(), b"labels": []})
     with pytest.raises(DataError, match="test_batch holds an unexpected object"):
-        load_dataset("cifar10", root, verify=False)
+        load_dataset("cifar10", root, verify=False, val_fraction=None)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_wrong_content_is_refused(cifar10_root, change, message):
     batch = {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2], **change}
     _write(root / CIFAR10.folder / "test_batch", batch)
     with pytest.raises(DataError, match=message):
-        load_dataset("cifar10", root, verify=False)
+        load_dataset("cifar10", root, verify=False, val_fraction=None)
 
 
 def test_truncated_pickle_is_a_clear_error(cifar10_root):
@@ -170,12 +170,12 @@ def test_truncated_pickle_is_a_clear_error(cifar10_root):
     path = root / CIFAR10.folder / "data_batch_3"
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(DataError, match="data_batch_3 is not a readable CIFAR pickle"):
-        load_dataset("cifar10", root, verify=False)
+        load_dataset("cifar10", root, verify=False, val_fraction=None)
 
 
 def test_training_batches_are_cropped_and_flipped_test_batches_are_not(cifar10_root):
     root, _ = cifar10_root
-    s = load_dataset("cifar10", root, verify=False)
+    s = load_dataset("cifar10", root, verify=False, val_fraction=None)
     x = s.train_x[:8]
     torch.manual_seed(0)
     train = s.prepare(x, train=True)

@@ -124,7 +124,7 @@ def test_aedat4_fixture_reads_back_through_tonic(cifar10_dvs_root):
 
 def test_cifar10_dvs_frames_and_labels(cifar10_dvs_root, tmp_path):
     root, written = cifar10_dvs_root
-    s = load_dataset("cifar10-dvs", root, time_steps=T, cache_dir=tmp_path)
+    s = load_dataset("cifar10-dvs", root, time_steps=T, cache_dir=tmp_path, val_fraction=None)
     assert s.train_x.shape == (90, T, 2, 128, 128) and s.test_x.shape == (10, T, 2, 128, 128)
     assert s.info.input_shape == (2, 128, 128) and s.info.suggested_arch == "dvs"
     # every sample is the reference binning of the events written to one file of its class folder
@@ -139,8 +139,10 @@ def test_cifar10_dvs_frames_and_labels(cifar10_dvs_root, tmp_path):
 
 def test_cifar10_dvs_split_is_stratified_9_to_1_and_stable(cifar10_dvs_root, tmp_path):
     root, _ = cifar10_dvs_root
-    a = load_dataset("cifar10-dvs", root, time_steps=T, cache_dir=tmp_path, seed=0)
-    b = load_dataset("cifar10-dvs", root, time_steps=T, cache_dir=tmp_path / "other", seed=7)
+    a = load_dataset("cifar10-dvs", root, time_steps=T, cache_dir=tmp_path, seed=0, val_fraction=None)
+    b = load_dataset(
+        "cifar10-dvs", root, time_steps=T, cache_dir=tmp_path / "other", seed=7, val_fraction=None
+    )
     assert a.train_y.bincount().tolist() == [9] * 10 and a.test_y.bincount().tolist() == [1] * 10
     assert torch.equal(a.test_x, b.test_x)  # the run seed does not move samples between splits
     assert "seed 0" in a.meta["test"]["source"]
@@ -148,7 +150,9 @@ def test_cifar10_dvs_split_is_stratified_9_to_1_and_stable(cifar10_dvs_root, tmp
 
 def test_cifar10_dvs_downsampled_to_64(cifar10_dvs_root, tmp_path):
     root, written = cifar10_dvs_root
-    s = load_dataset("cifar10-dvs", root, time_steps=T, size=64, cache_dir=tmp_path, limit_train=10)
+    s = load_dataset(
+        "cifar10-dvs", root, time_steps=T, size=64, cache_dir=tmp_path, limit_train=10, val_fraction=None
+    )
     assert s.train_x.shape == (10, T, 2, 64, 64) and s.info.input_shape == (2, 64, 64)
     refs = {_frames(ev, 64).tobytes() for ev in written.values()}
     assert all(x.tobytes() in refs for x in s.train_x.numpy().astype(np.int64))
@@ -156,7 +160,7 @@ def test_cifar10_dvs_downsampled_to_64(cifar10_dvs_root, tmp_path):
 
 def test_dvs_gesture_frames_and_labels(gesture_root, tmp_path):
     root, written = gesture_root
-    s = load_dataset("dvs-gesture", root, time_steps=T, cache_dir=tmp_path)
+    s = load_dataset("dvs-gesture", root, time_steps=T, cache_dir=tmp_path, val_fraction=None)
     assert s.train_x.shape == (22, T, 2, 128, 128) and s.test_x.shape == (11, T, 2, 128, 128)
     assert sorted(s.train_y.tolist()) == sorted(list(range(11)) * 2)  # label = file name
     assert sorted(s.test_y.tolist()) == list(range(11))
@@ -168,7 +172,9 @@ def test_dvs_gesture_frames_and_labels(gesture_root, tmp_path):
 
 def test_dvs_gesture_downsample_to_48(gesture_root, tmp_path):
     root, _ = gesture_root
-    s = load_dataset("dvs-gesture", root, time_steps=T, size=48, cache_dir=tmp_path, limit_train=11)
+    s = load_dataset(
+        "dvs-gesture", root, time_steps=T, size=48, cache_dir=tmp_path, limit_train=11, val_fraction=None
+    )
     assert s.train_x.shape == (11, T, 2, 48, 48) and s.info.input_shape == (2, 48, 48)
     assert sorted(s.train_y.tolist()) == list(range(11))
 
@@ -179,8 +185,10 @@ def test_dvs_gesture_without_test_folder_needs_test_fraction(gesture_root, tmp_p
     (partial / "dvs-gesture").mkdir(parents=True)
     (partial / "dvs-gesture" / "ibmGestureTrain").symlink_to(root / "dvs-gesture" / "ibmGestureTrain")
     with pytest.raises(DataError, match="no test split: .*ibmGestureTest is missing"):
-        load_dataset("dvs-gesture", partial, time_steps=T, cache_dir=tmp_path / "c")
-    s = load_dataset("dvs-gesture", partial, time_steps=T, cache_dir=tmp_path / "c", test_fraction=0.5)
+        load_dataset("dvs-gesture", partial, time_steps=T, cache_dir=tmp_path / "c", val_fraction=None)
+    s = load_dataset(
+        "dvs-gesture", partial, time_steps=T, cache_dir=tmp_path / "c", test_fraction=0.5, val_fraction=None
+    )
     assert len(s.train_y) == 11 and len(s.test_y) == 11
 
 
@@ -199,5 +207,7 @@ def test_truncated_aedat4_is_named(cifar10_dvs_root, tmp_path):
         data = Path(path).read_bytes()
         (copy / Path(path).name).write_bytes(data[:60] if i == 0 else data)
     with pytest.raises(DataError, match="cannot read .*cifar10_cat_0.aedat4"):
-        load_dataset("cifar10-dvs", tmp_path / "root", time_steps=T, cache_dir=tmp_path / "cache")
+        load_dataset(
+            "cifar10-dvs", tmp_path / "root", time_steps=T, cache_dir=tmp_path / "cache", val_fraction=None
+        )
     assert not list((tmp_path / "cache").rglob("*.npz"))

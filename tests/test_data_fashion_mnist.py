@@ -17,7 +17,7 @@ from albsnn.errors import DataError
 
 @pytest.fixture(scope="module")
 def fmnist(shared_data: Path):
-    return load_dataset("fashion-mnist", shared_data)
+    return load_dataset("fashion-mnist", shared_data, val_fraction=None)
 
 
 def _copy_root(shared_data: Path, tmp_path: Path) -> Path:
@@ -59,7 +59,7 @@ def test_prepare_normalises_to_zero_mean_unit_std(fmnist):
 
 
 def test_limits_keep_class_balance(shared_data: Path):
-    s = load_dataset("fashion-mnist", shared_data, limit_train=500, limit_test=100, seed=3)
+    s = load_dataset("fashion-mnist", shared_data, limit_train=500, limit_test=100, seed=3, val_fraction=None)
     assert s.train_y.bincount().tolist() == [50] * 10
     assert s.test_y.bincount().tolist() == [10] * 10
 
@@ -78,7 +78,7 @@ def test_damaged_copy_fails_the_md5_check(shared_data, tmp_path, damage, message
     _replace(root, FashionMNIST.train_labels.name, damage(raw))
     before = sorted(p.name for p in root.rglob("*"))
     with pytest.raises(DataError, match=message) as e:
-        load_dataset("fashion-mnist", root)
+        load_dataset("fashion-mnist", root, val_fraction=None)
     assert FashionMNIST.train_labels.name in str(e.value) and FashionMNIST.train_labels.md5 in str(e.value)
     assert sorted(p.name for p in root.rglob("*")) == before  # nothing cached or written
     assert "\n" not in str(e.value)
@@ -100,12 +100,12 @@ def test_decoder_catches_damage_even_without_md5_check(shared_data, tmp_path, da
     raw = (shared_data / FashionMNIST.folder / FashionMNIST.train_labels.name).read_bytes()
     _replace(root, FashionMNIST.train_labels.name, damage(raw))
     with pytest.raises(DataError, match=message):
-        load_dataset("fashion-mnist", root, verify=False)
+        load_dataset("fashion-mnist", root, verify=False, val_fraction=None)
 
 
 def test_missing_folder_names_every_file_its_md5_and_the_folder(tmp_path):
     with pytest.raises(DataError) as e:
-        load_dataset("fashion-mnist", tmp_path)
+        load_dataset("fashion-mnist", tmp_path, val_fraction=None)
     text = str(e.value)
     assert str(tmp_path / "fashion-mnist") in text and "\n" not in text
     for spec in FashionMNIST.files:
@@ -117,7 +117,7 @@ def test_one_missing_file_is_named(shared_data, tmp_path):
     root = _copy_root(shared_data, tmp_path)
     (root / FashionMNIST.folder / FashionMNIST.test_images.name).unlink()
     with pytest.raises(DataError, match="missing 1 file.*t10k-images-idx3-ubyte.gz"):
-        load_dataset("fashion-mnist", root)
+        load_dataset("fashion-mnist", root, val_fraction=None)
 
 
 def test_read_idx_checks_the_item_shape(tmp_path):

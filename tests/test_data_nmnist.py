@@ -29,7 +29,9 @@ def _small_root(shared_data: Path, tmp_path: Path, per_class: int = 3, test: boo
 
 
 def _load(root: Path, cache: Path, **kw):
-    return load_dataset("nmnist", root, time_steps=kw.pop("time_steps", T), cache_dir=cache, **kw)
+    return load_dataset(
+        "nmnist", root, time_steps=kw.pop("time_steps", T), cache_dir=cache, val_fraction=None, **kw
+    )
 
 
 def test_extracted_folder_loads_offline_with_frames_t_2_34_34(shared_data, tmp_path):
@@ -153,12 +155,14 @@ def test_corrupt_bin_file_is_named_and_nothing_is_cached(shared_data, tmp_path):
 )
 def test_bad_options_are_config_errors(shared_data, tmp_path, options, error, message):
     with pytest.raises(error, match=message):
-        load_dataset("nmnist", shared_data, cache_dir=tmp_path, **{"time_steps": 2, **options})
+        load_dataset(
+            "nmnist", shared_data, cache_dir=tmp_path, **{"time_steps": 2, **options}, val_fraction=None
+        )
 
 
 def test_missing_folder_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError, match=f"folder {tmp_path / 'nmnist'} is missing"):
-        load_dataset("nmnist", tmp_path, time_steps=2)
+        load_dataset("nmnist", tmp_path, time_steps=2, val_fraction=None)
 
 
 # rule: cache_dir option > $ALBSNN_CACHE > <root>/.cache when writable > ~/.cache/albsnn/.cache

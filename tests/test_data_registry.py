@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from albsnn.cli import main
 from albsnn.data import (
@@ -152,3 +153,37 @@ def test_cli_offline_download_is_one_line_and_leaves_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cifar-10-python.tar.gz (md5 c58f30108f718f92721af3b95e74349a)" in err and "Traceback" not in err
     assert not any(Path(tmp_path).iterdir())
+
+
+# ---- the validation split --------------------------------------------------------------------------
+
+
+def _rows(x):
+    return {tuple(r.flatten().tolist()) for r in x}
+
+
+def test_validation_split_is_disjoint_stratified_and_the_same_for_every_seed():
+    # Rule: one validation split per dataset, carved from train, disjoint from train and test, with
+    # class proportions kept, identical whatever the run's seed (so runs stay paired).
+    import numpy as np
+
+    a = load_dataset("digits", seed=0)
+    b = load_dataset("digits", seed=7, limit_train=500)
+    assert torch.equal(a.val_x, b.val_x) and torch.equal(a.val_y, b.val_y)
+    assert len(a.val_y) == round(0.1 * (len(a.train_y) + len(a.val_y)))
+    assert not _rows(a.val_x) & _rows(a.train_x)
+    assert not _rows(a.val_x) & _rows(a.test_x)
+    train_share = np.bincount(a.train_y.numpy()) / len(a.train_y)
+    val_share = np.bincount(a.val_y.numpy()) / len(a.val_y)
+    assert np.abs(train_share - val_share).max() < 0.02
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 0.51, 1.0])
+def test_val_fraction_outside_its_range_is_refused(fraction):
+    with pytest.raises(ConfigError, match=r"val_fraction must be in \(0, 0.5\]"):
+        load_dataset("digits", val_fraction=fraction)
+
+
+def test_a_validation_split_smaller_than_the_class_count_is_refused():
+    with pytest.raises(ConfigError, match="fewer than its 10 classes"):
+        load_dataset("digits", val_fraction=0.004)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from albsnn.errors import ConfigError
-from albsnn.estimator import BinarizationPolicy, Taylor, WeightError
+from albsnn.estimator import BUDGET_TOLERANCE, BinarizationPolicy, Measured, Probe, Taylor, WeightError
 from albsnn.models import build_model
 from albsnn.storage import fp32_bytes, storage_bytes
 
@@ -38,7 +38,7 @@ def _run_batches(net, estimator, n=3):
         estimator.after_backward(layers, loss)
 
 
-@pytest.mark.parametrize("estimator, threshold", [(WeightError(), 0.05), (Taylor(), 1e-9)])
+@pytest.mark.parametrize("estimator, threshold", [(WeightError(), 5.0), (Taylor(), 1e-7)])
 def test_policy_binarizes_only_the_harmless_layer(estimator, threshold):
     net = _model_with_harmless_and_destructive_layers()
     _run_batches(net, estimator)
@@ -54,7 +54,7 @@ def test_policy_binarizes_only_the_harmless_layer(estimator, threshold):
 
 def test_history_records_every_candidate_every_epoch():
     net = _model_with_harmless_and_destructive_layers()
-    policy = BinarizationPolicy(WeightError(), threshold=0.05, warmup=2)
+    policy = BinarizationPolicy(WeightError(), threshold=5.0, warmup=2)
     for epoch in (1, 2):
         policy.step(epoch, net, _reduction(net))
     rows = [(h.epoch, h.layer, h.binary, h.decision) for h in policy.history]
@@ -81,27 +81,75 @@ def test_decisions_start_after_warmup_every_interval(warmup, interval, decision_
 def test_reversible_layer_returns_to_full_precision_above_hysteresis():
     net = _model_with_harmless_and_destructive_layers()
     net.conv3.set_binary(True)
-    # conv3's estimate (~0.5) exceeds 0.1 * (1 + 0.2): it goes back; without reversible it stays.
+    # conv3's estimate (~50%) exceeds 10 * (1 + 0.2): it goes back; without reversible it stays.
     for reversible, expected in ((True, ["conv2"]), (False, ["conv2", "conv3"])):
         net.conv3.set_binary(True)
         net.conv2.set_binary(False)
-        policy = BinarizationPolicy(WeightError(), threshold=0.1, warmup=1, reversible=reversible)
+        policy = BinarizationPolicy(WeightError(), threshold=10.0, warmup=1, reversible=reversible)
         assert policy.step(1, net, _reduction(net)) == expected
 
 
-@pytest.mark.parametrize("target", [0.2, 0.5, 0.7])
-def test_budget_mode_meets_its_target_with_the_cheapest_layers(target):
-    net = _model_with_harmless_and_destructive_layers()
+def _subset_reductions(net, names):
+    """Storage reduction of every subset of ``names`` binarized (the rest full precision)."""
+    import itertools
+
     reduction = _reduction(net)
+    out = {}
+    for k in range(len(names) + 1):
+        for subset in itertools.combinations(names, k):
+            for n in names:
+                getattr(net, n).set_binary(n in subset)
+            out[subset] = reduction(net)
+    for n in names:
+        getattr(net, n).set_binary(False)
+    return out
+
+
+@pytest.mark.parametrize("target", [0.2, 0.5, 0.7])
+def test_budget_mode_picks_the_cheapest_subset_closest_to_the_target(target):
+    # Rule: among the subsets whose storage reduction is closest to the budget (within
+    # BUDGET_TOLERANCE), adaptive takes the one with the lowest summed estimate.
+    net = _model_with_harmless_and_destructive_layers()
+    names = ["conv2", "conv3", "conv4"]
+    reductions = _subset_reductions(net, names)
+    best = min(abs(r - target) for r in reductions.values())
+    family = {s for s, r in reductions.items() if abs(r - target) <= best + BUDGET_TOLERANCE}
     policy = BinarizationPolicy(WeightError(), budget=target, warmup=1)
-    binary = policy.step(1, net, reduction)
-    assert reduction(net) >= target
-    # Minimal: undoing the last (most damaging) layer chosen drops below the target.
+    binary = tuple(policy.step(1, net, _reduction(net)))
     estimates = policy.last_estimates()
-    last = max(binary, key=lambda n: (estimates[n], n))
-    getattr(net, last).set_binary(False)
-    assert reduction(net) < target
-    assert binary[0] == "conv2"  # the harmless one is always taken first
+    assert binary in family
+    assert sum(estimates[n] for n in binary) == min(sum(estimates[n] for n in s) for s in family)
+
+
+FMNIST_DEEP = dict(arch="fmnist_deep", input_size=(28, 28), width=0.25)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_mode_draws_a_storage_matched_subset(seed):
+    # The control for adaptive: same storage as the budget, layers by chance. fmnist_deep has three
+    # equal-size candidates (conv4-conv6), so at budget 0.5 the matched family is their three pairs.
+    net = build_model(**FMNIST_DEEP)
+    policy = BinarizationPolicy(WeightError(), mode="random", budget=0.5, warmup=1, seed=seed)
+    binary = policy.step(1, net, _reduction(net))
+    assert binary in (["conv4", "conv5"], ["conv4", "conv6"], ["conv5", "conv6"])
+    again = build_model(**FMNIST_DEEP)
+    twin = BinarizationPolicy(WeightError(), mode="random", budget=0.5, warmup=1, seed=seed)
+    assert twin.step(1, again, _reduction(again)) == binary  # seeded
+
+
+def test_random_mode_uses_more_than_one_subset_over_seeds_and_decides_once():
+    drawn = set()
+    for seed in range(8):
+        net = build_model(**FMNIST_DEEP)
+        policy = BinarizationPolicy(WeightError(), mode="random", budget=0.5, warmup=1, seed=seed)
+        drawn.add(tuple(policy.step(1, net, _reduction(net))))
+        assert not policy.is_decision_epoch(2)
+    assert len(drawn) >= 2
+
+
+def test_random_mode_without_budget_is_refused():
+    with pytest.raises(ConfigError, match="budget"):
+        BinarizationPolicy(WeightError(), mode="random")
 
 
 def test_budget_that_cannot_be_met_binarizes_every_candidate():
@@ -133,6 +181,7 @@ def test_policy_is_deterministic():
     "kwargs, word",
     [
         ({"threshold": -0.1}, "threshold"),
+        ({"threshold": 100.5}, "threshold"),
         ({"budget": 1.0}, "budget"),
         ({"budget": 0.0}, "budget"),
         ({"interval": 0}, "interval"),
@@ -143,3 +192,87 @@ def test_policy_is_deterministic():
 def test_out_of_range_policy_settings_name_the_value(kwargs, word):
     with pytest.raises(ConfigError, match=word):
         BinarizationPolicy(WeightError(), **kwargs)
+
+
+@pytest.mark.parametrize("last, decision_epochs", [(None, [2, 3, 4, 5, 6]), (4, [2, 3, 4]), (1, [])])
+def test_no_decision_after_the_last_decision_epoch(last, decision_epochs):
+    # freeze_last: the trainer passes epochs - freeze_last, so every switched layer is trained.
+    policy = BinarizationPolicy(WeightError(), warmup=2, last_decision_epoch=last)
+    assert [e for e in range(1, 7) if policy.is_decision_epoch(e)] == decision_epochs
+
+
+# ---- measured -------------------------------------------------------------------------------------
+
+
+def _agreement_probe(net):
+    """A real CalibrationProbe whose labels are the full-precision net's own predictions."""
+    from albsnn.calibration import CalibrationProbe
+
+    torch.manual_seed(3)
+    x = torch.randn(256, 1, 8, 8)
+    with torch.no_grad():
+        net.eval()
+        y = net(x).argmax(1)
+    batches = [(x[:128], y[:128]), (x[128:], y[128:])]
+    return CalibrationProbe(net, batches, batches, lambda b: b), batches
+
+
+def test_measured_ranks_harmless_below_destructive_and_equals_the_direct_drop():
+    from albsnn.calibration import bn_state, evaluate, load_bn_state, recalibrate_bn
+
+    net = _model_with_harmless_and_destructive_layers()
+    probe, batches = _agreement_probe(net)
+    est = Measured()
+    est.bind(probe)
+    harmless, destructive = est.estimate("conv2", net.conv2), est.estimate("conv3", net.conv3)
+    assert harmless == pytest.approx(0.0, abs=1e-9)
+    assert destructive > 0.5
+    saved = bn_state(net)
+    direct = []
+    for flag in (False, True):  # the same measurement, by hand
+        net.conv3.set_binary(flag)
+        recalibrate_bn(net, batches, lambda b: b)
+        direct.append(evaluate(net, batches, lambda b: b)[0])
+        load_bn_state(net, saved)
+    net.conv3.set_binary(False)
+    assert destructive == pytest.approx(100 * (direct[0] - direct[1]))
+    assert not net.conv3.is_binary  # estimating leaves the state as it was
+
+
+class _ScriptedProbe(Probe):
+    """Accuracy as a function of which of conv2/conv3 are binary: each alone costs < 1 pp, together 4."""
+
+    ACC = {(False, False): 0.90, (True, False): 0.895, (False, True): 0.892, (True, True): 0.86}
+
+    def __init__(self, net):
+        self.net = net
+        self.calls = 0
+
+    def state(self):
+        return (self.net.conv2.is_binary, self.net.conv3.is_binary)
+
+    def __call__(self):
+        self.calls += 1
+        return self.ACC[self.state()]
+
+
+def test_greedy_decision_re_estimates_after_each_binarization():
+    # conv2 alone costs 0.5 pp and conv3 alone 0.8 pp: both are under a 1 pp threshold on their own.
+    # Once conv2 is binary, conv3 costs 3.5 pp: re-estimated in the new state, it stays full precision.
+    net = build_model(arch="tiny")
+    net.conv4.weight.requires_grad_(False)
+    probe = _ScriptedProbe(net)
+    est = Measured()
+    est.bind(probe)
+    policy = BinarizationPolicy(est, threshold=1.0, warmup=1)
+    layers = {n: m for n, m in policy.candidates(net).items() if n != "conv4"}
+    policy.candidates = lambda model: layers
+    assert policy.step(1, net, lambda m: 0.0) == ["conv2"]
+    assert policy.last_estimates()["conv3"] == pytest.approx(100 * (0.895 - 0.86))
+    assert probe.calls == 4  # one measurement per distinct state: the cache serves the rest
+
+
+def test_measured_without_a_probe_is_unknown_and_binarizes_nothing():
+    net = _model_with_harmless_and_destructive_layers()
+    policy = BinarizationPolicy(Measured(), threshold=100.0, warmup=1)
+    assert policy.step(1, net, _reduction(net)) == []

@@ -5,7 +5,13 @@ from albsnn.binarize import BinaryConv2d
 from albsnn.errors import ConfigError
 from albsnn.models import ModelConfig, build_model, count_parameters, list_models, register_model
 
-SHAPES = {"tiny": (1, 8, 8), "fmnist": (1, 28, 28), "fmnist_deep": (1, 28, 28), "cifar": (3, 32, 32), "dvs": (2, 34, 34)}
+SHAPES = {
+    "tiny": (1, 8, 8),
+    "fmnist": (1, 28, 28),
+    "fmnist_deep": (1, 28, 28),
+    "cifar": (3, 32, 32),
+    "dvs": (2, 34, 34),
+}
 # The counts documented in albsnn/models.py (width 1.0, GAP head, 10 classes).
 DOCUMENTED = {"tiny": 61_402, "fmnist": 964_426, "fmnist_deep": 2_146_122, "cifar": 9_233_866, "dvs": 965_002}
 

@@ -17,7 +17,7 @@ class _StopAfter(Callback):
 
 
 def _quick(tmp_path, name, **kw):
-    # Small but complete: binarization decides at epoch 1, BWO fires at epoch 3 (project + alpha).
+    # Small but complete: binarization decides at epoch 1, BWO fires at epoch 3 (project).
     base = dict(
         dataset="digits",
         limit_train=300,
@@ -25,8 +25,8 @@ def _quick(tmp_path, name, **kw):
         time_steps=2,
         width=0.5,
         warmup=1,
-        threshold=0.5,
-        bwo="both",
+        threshold=50.0,
+        bwo="project",
         bwo_epoch=3,
         batch_size=50,
         out=str(tmp_path / name),
@@ -122,7 +122,14 @@ BAD = [
     (["--arch", "resnet"], "unknown architecture 'resnet'"),
     (["--estimator", "oracle"], "invalid choice: 'oracle'"),
     (["--bwo", "sometimes"], "invalid choice: 'sometimes'"),
-    (["--threshold", "-1"], "threshold must be >= 0"),
+    (["--threshold", "-1"], "threshold must be in [0, 100]"),
+    (["--threshold", "101"], "threshold must be in [0, 100]"),
+    (["--val-fraction", "0.6"], "val_fraction must be in (0, 0.5]"),
+    (["--val-fraction", "0"], "val_fraction must be in (0, 0.5]"),
+    (["--val-fraction", "0.001"], "fewer than its 10 classes"),
+    (["--freeze-last", "2"], "freeze_last must be < epochs"),
+    (["--binarize", "random"], "binarize=random needs a budget"),
+    (["--readout", "rate", "--time-steps", "1"], "readout=rate needs time_steps >= 2"),
     (["--budget", "1.5"], "budget"),
     (["--time-steps", "0"], "time_steps (T) must be >= 1"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
@@ -132,7 +139,7 @@ BAD = [
 @pytest.mark.parametrize("args, message", BAD)
 def test_bad_train_arguments_give_one_line_and_exit_2(args, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:  # argparse errors exit directly
-        code = main(["train", "--epochs", "1", "--out", str(tmp_path / "x"), *args])
+        code = main(["train", "--epochs", "2", "--out", str(tmp_path / "x"), *args])
         raise SystemExit(code)
     assert exc.value.code == 2
     err = capsys.readouterr().err
@@ -164,3 +171,113 @@ def test_fashion_mnist_subset_from_the_canonical_files_reaches_80_percent(tmp_pa
     )
     assert result["test_accuracy"] >= 0.80
     assert result["arch"] == "fmnist"
+
+
+# ---- select on validation, report on test ---------------------------------------------------------
+
+
+def test_every_epoch_reports_validation_and_test_and_the_result_says_which_selected(tmp_path):
+    result = fit(_quick(tmp_path, "v", epochs=3))
+    history = [json.loads(line) for line in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    for h in history:
+        assert {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_val_accuracy"} <= set(h)
+    best = max(history, key=lambda h: h["val_accuracy"])
+    assert result["best_epoch"] == best["epoch"]
+    assert result["best_val_accuracy"] == best["val_accuracy"]
+    assert result["best_epoch_test_accuracy"] == best["test_accuracy"]
+    assert "best_test_accuracy" not in result
+
+
+def _noisy_test_labels(splits):
+    import dataclasses
+
+    g = torch.Generator().manual_seed(123)
+    noise = torch.randint(0, splits.info.num_classes, splits.test_y.shape, generator=g)
+    return dataclasses.replace(splits, test_y=noise)
+
+
+def test_noise_in_the_test_labels_changes_no_decision(tmp_path):
+    # Rule: nothing selects on the test set. Layers, estimates, BWO, best epoch, the exported
+    # weights: all identical when every test label is replaced by noise.
+    from albsnn.data import load_dataset
+
+    splits = load_dataset("digits", limit_train=300)
+    config = dict(estimator="measured", threshold=2.0)
+    a = fit(_quick(tmp_path, "clean", **config), splits=splits)
+    b = fit(_quick(tmp_path, "noisy", **config), splits=_noisy_test_labels(splits))
+    for key in ("binarized_layers", "bwo_epoch", "bwo_layers", "best_epoch", "val_accuracy", "train_loss"):
+        assert a[key] == b[key], key
+    assert a["test_accuracy"] != b["test_accuracy"]
+    wa = torch.load(tmp_path / "clean" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "noisy" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# ---- no untrained switches ---------------------------------------------------------------------------
+
+
+class _Record(Callback):
+    def __init__(self):
+        self.binary = []
+
+    def on_epoch_end(self, trainer, metrics):
+        self.binary.append(tuple(metrics["binarized_layers"]))
+
+
+@pytest.mark.parametrize("freeze_last", [1, 2])
+def test_no_switch_in_the_last_freeze_last_epochs(tmp_path, freeze_last):
+    # threshold 100: every layer qualifies at every decision, so only freeze_last can stop a switch.
+    rec = _Record()
+    fit(_quick(tmp_path, f"f{freeze_last}", epochs=4, threshold=100.0, freeze_last=freeze_last), [rec])
+    last_switch = max(e for e in range(1, 5) if rec.binary[e - 1] != (rec.binary[e - 2] if e > 1 else ()))
+    assert last_switch <= 4 - freeze_last
+
+
+def test_exported_model_has_the_accuracy_the_run_reported(tmp_path):
+    from albsnn.calibration import evaluate
+    from albsnn.data import load_dataset
+    from albsnn.export import load_model
+
+    result = fit(_quick(tmp_path, "e", epochs=3, threshold=100.0))
+    model, _ = load_model(result["model_path"])
+    splits = load_dataset("digits", limit_train=300)
+    batches = [(splits.val_x, splits.val_y)]
+    acc, _ = evaluate(model, batches, lambda x: splits.prepare(x, False))
+    assert acc == result["val_accuracy"]
+
+
+def test_rate_readout_at_one_time_step_is_refused():
+    with pytest.raises(ConfigError, match="readout=rate needs time_steps >= 2"):
+        TrainConfig(readout="rate", time_steps=1)
+
+
+# ---- BWO without confounds -----------------------------------------------------------------------------
+
+
+def test_bwo_lr_factor_touches_only_the_binary_layers_groups(tmp_path):
+    from albsnn.train import Trainer
+
+    trainer = Trainer(_quick(tmp_path, "lr", epochs=4, threshold=100.0, bwo_lr_factor=0.1))
+    trainer.fit()
+    assert trainer.bwo_epoch == 3 and trainer.bwo_layers == ["conv2", "conv3", "conv4"]
+    scales = {g["layer"]: g["lr_scale"] for g in trainer.optimizer.param_groups}
+    assert scales == {"conv1": 1.0, "conv2": 0.1, "conv3": 0.1, "conv4": 0.1, "classifier": 1.0, None: 1.0}
+
+
+def test_bwo_never_fires_without_a_binary_layer(tmp_path):
+    result = fit(_quick(tmp_path, "nb", epochs=4, binarize="none"))
+    assert result["bwo_epoch"] is None and result["bwo_layers"] == []
+
+
+def test_plateau_counts_only_epochs_since_the_binary_set_changed(tmp_path):
+    # Patience 1 with eps 0.99 fires on the first epoch that has a predecessor to compare with. The
+    # switch at epoch 2 (warmup) restarts the count: the earliest BWO is epoch 4, not 3.
+    from albsnn.train import Trainer
+
+    config = _quick(
+        tmp_path, "pl", epochs=6, warmup=2, threshold=100.0, bwo_epoch=None, bwo_patience=1, bwo_eps=0.99
+    )
+    trainer = Trainer(config)
+    trainer.fit()
+    assert trainer.changed_epoch == 2
+    assert trainer.bwo_epoch == 4

@@ -10,37 +10,9 @@ import time
 import typing
 from pathlib import Path
 
+from albsnn._typing import scalar_type
 from albsnn.cli import Command
 from albsnn.errors import ConfigError
-
-
-def _choices() -> dict[str, tuple[str, ...]]:
-    """The allowed values of each option, from the modules that define them."""
-    from albsnn.binarize import ALPHA_MODES
-    from albsnn.bwo import BWO_MODES
-    from albsnn.estimator import ESTIMATORS, POLICY_MODES
-    from albsnn.models import HEADS, READOUTS
-    from albsnn.neuron import RESETS
-    from albsnn.surrogate import SURROGATES
-    from albsnn.train import OPTIMIZERS, SCHEDULES
-
-    return {
-        "estimator": tuple(ESTIMATORS),
-        "bwo": BWO_MODES,
-        "binarize": POLICY_MODES,
-        "optimizer": OPTIMIZERS,
-        "schedule": SCHEDULES,
-        "head": HEADS,
-        "readout": READOUTS,
-        "reset": RESETS,
-        "surrogate": tuple(SURROGATES),
-        "alpha_mode": ALPHA_MODES,
-    }
-
-
-def _scalar_type(hint) -> type:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -95,7 +67,6 @@ class Train(Command):
         from albsnn.train import TrainConfig
 
         hints = typing.get_type_hints(TrainConfig)
-        choices = _choices()
         for f in dataclasses.fields(TrainConfig):
             flag = "--" + f.name.replace("_", "-")
             if f.name == "data_options":
@@ -108,14 +79,14 @@ class Train(Command):
                     help="option for the dataset loader (repeatable), e.g. --data-option test_fraction=0.2",
                 )
                 continue
-            kind = _scalar_type(hints[f.name])
+            kind = scalar_type(hints[f.name])
             if kind is bool:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, dest=f.name)
             else:
                 parser.add_argument(
                     flag,
                     type=kind,
-                    choices=choices.get(f.name),
+                    choices=f.metadata.get("choices"),
                     default=None,
                     dest=f.name,
                     help=f"default: {f.default}",

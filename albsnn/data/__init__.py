@@ -22,8 +22,8 @@ Example::
 from __future__ import annotations
 
 import inspect
+import math
 import os
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from albsnn._typing import split_optional
 from albsnn.errors import ConfigError, DataError
 
 __all__ = [
@@ -246,28 +247,34 @@ def load_dataset(
     limit_train: int | None = None,
     limit_test: int | None = None,
     seed: int = 0,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
+    val_fraction: float | None = DEFAULT_VAL_FRACTION,
     **options,
 ) -> DatasetSplits:
     """Load a registered dataset; ``limit_*`` keep a stratified subset of that many samples.
 
     A stratified ``val_fraction`` of the training data becomes the validation split (see
-    :func:`split_validation`) before ``limit_train`` subsets what is left for training.
+    :func:`split_validation`) before ``limit_train`` subsets what is left for training;
+    ``val_fraction=None`` returns the loader's splits as they are (``val_x`` None), for readers' tests.
 
     ``options`` are the loader's own (:func:`dataset_options` lists them); values given as text
     (``"0.2"``, ``"true"``, ``"none"``) are converted to the declared type, so CLI pairs pass as is.
     """
     dataset_info(name)  # unknown name -> ConfigError before any file is touched
-    check_val_fraction(val_fraction)
+    if val_fraction is not None:
+        check_val_fraction(val_fraction)
     for key, value in (("limit_train", limit_train), ("limit_test", limit_test), ("time_steps", time_steps)):
         if value is not None and value < 1:
             raise ConfigError(f"{key} must be >= 1, but got {key}={value}")
     fn = _REGISTRY[name][1]
     kwargs = check_options(name, options)
     params = inspect.signature(fn).parameters
-    passed = {"limit_train": limit_train, "limit_test": limit_test, "seed": seed}
+    # A loader that subsets train itself keeps enough for the validation split to come out of it.
+    own_limit = limit_train and math.ceil(limit_train / (1 - (val_fraction or 0)))
+    passed = {"limit_train": own_limit, "limit_test": limit_test, "seed": seed}
     kwargs.update({k: v for k, v in passed.items() if k in params})
-    splits = split_validation(fn(data_root(data_dir), time_steps=time_steps, **kwargs), val_fraction)
+    splits = fn(data_root(data_dir), time_steps=time_steps, **kwargs)
+    if val_fraction is not None:
+        splits = split_validation(splits, val_fraction)
     if limit_train:
         keep = stratified_subset(splits.train_y, limit_train, seed)
         splits = replace(splits, train_x=splits.train_x[keep], train_y=splits.train_y[keep])
@@ -294,16 +301,12 @@ def check_options(name: str, options: dict) -> dict:
 
 def _coerce(dataset: str, key: str, value: object, hint: object) -> object:
     """Convert ``value`` to ``hint`` (``int``, ``float``, ``bool``, ``Path``, ``str`` or ``X | None``)."""
-    kinds = (
-        typing.get_args(hint)
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-        else (hint,)
-    )
+    kinds, optional = split_optional(hint)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-        if type(None) in kinds:
+        if optional:
             return None
         raise ConfigError(f"{dataset}: option {key} cannot be empty; expected {_name(hint)}")
-    for kind in (k for k in kinds if k is not type(None)):
+    for kind in kinds:
         converted = _convert(value, kind)
         if converted is not _FAIL:
             return converted

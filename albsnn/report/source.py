@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from albsnn.errors import AlbsnnError
+from albsnn.metrics import (
+    BEST_VAL_ACCURACY,
+    CHECK_ESTIMATE_PREFIX,
+    CHECK_MEASURED_PREFIX,
+    STORAGE_BYTES,
+    TEST_ACCURACY,
+    VAL_ACCURACY,
+)
 
 __all__ = [
     "Sweep",
@@ -40,14 +48,9 @@ __all__ = [
     "CHECK_ESTIMATE_PREFIX",
 ]
 
-# Metric names the report reads (docs/tracking.md). Rule of evidence: the report selects (Pareto
-# front, hypervolume, "best") on VAL_ACCURACY and reports the TEST_ACCURACY of what it selected.
-VAL_ACCURACY = "val_accuracy"
-TEST_ACCURACY = "test_accuracy"
-BEST_VAL_ACCURACY = "best_val_accuracy"  # running max of val_accuracy
-STORAGE_BYTES = "storage_bytes"
-CHECK_MEASURED_PREFIX = "check_measured."  # + layer: true validation accuracy drop (pp), final epoch
-CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final epoch
+# Metric names the report reads are albsnn.metrics' (re-exported here). Rule of evidence: the report
+# selects (Pareto front, hypervolume, "best") on VAL_ACCURACY and reports the TEST_ACCURACY of what
+# it selected.
 
 STATES = ("FINISHED", "PRUNED", "FAILED", "RUNNING")
 _STATUS_TO_STATE = {"FINISHED": "FINISHED", "KILLED": "PRUNED", "FAILED": "FAILED"}

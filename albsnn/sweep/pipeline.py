@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from albsnn.errors import ConfigError
+from albsnn.metrics import BEST_VAL_ACCURACY, TEST_PREFIX, VAL_ACCURACY
 from albsnn.sweep._yaml import read_yaml_mapping
 from albsnn.sweep.pruners import make_pruner, pruner_spec
 from albsnn.sweep.samplers import make_sampler, sampler_spec
 from albsnn.sweep.space import SearchSpace, field_types, load_search_space
-from albsnn.tracking import BEST_VAL_ACCURACY, TEST_PREFIX, VAL_ACCURACY
 
 __all__ = [
     "Pipeline",

@@ -6,8 +6,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from albsnn.metrics import VAL_ACCURACY
 from albsnn.sweep._imports import require
-from albsnn.tracking import VAL_ACCURACY
 
 __all__ = ["ProgressPrinter"]
 

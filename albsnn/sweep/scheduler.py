@@ -26,8 +26,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from albsnn.metrics import VAL_ACCURACY
 from albsnn.sweep._imports import require
-from albsnn.tracking import VAL_ACCURACY
 
 __all__ = ["OptunaPrunerScheduler", "open_journal"]
 

@@ -14,7 +14,8 @@ A search space file names parameters under the groups ``model``, ``estimator``, 
     training:
       lr: {loguniform: [1e-4, 1e-2]}
 
-Names are ``TrainConfig`` fields, and each field belongs to one group (:data:`GROUPS`). Every value
+Names are ``TrainConfig`` fields, each under the group its field's ``group`` metadata names
+(:data:`GROUPS` is read from that metadata, so TrainConfig is the one source). Every value
 is checked against the field's type and against the trainer's own validation, together with the
 space's ``fixed`` values (``binarize: random`` needs a fixed ``budget``), so a sweep never starts
 with a value the trainer would reject. Errors name the file, the parameter and the problem.
@@ -36,9 +37,11 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from albsnn._typing import scalar_type, split_optional
 from albsnn.errors import ConfigError
 from albsnn.sweep._imports import require
 from albsnn.sweep._yaml import read_yaml_mapping
+from albsnn.train import CONFIG_GROUPS, TrainConfig
 
 __all__ = [
     "KINDS",
@@ -54,23 +57,6 @@ KINDS = ("choice", "uniform", "loguniform", "int", "grid", "fixed")
 SEARCH_KINDS = ("choice", "uniform", "loguniform", "int", "fixed")
 ABLATION_KINDS = ("grid", "fixed")
 
-# Which group each TrainConfig field is written under (keeps search-space files readable).
-GROUPS: dict[str, tuple[str, ...]] = {
-    "model": (
-        "arch", "width", "time_steps", "head", "fc_hidden", "readout", "decay", "v_threshold", "reset",
-        "detach_reset", "surrogate", "surrogate_param", "alpha_mode", "clip_value",
-    ),
-    "estimator": (
-        "binarize", "estimator", "threshold", "warmup", "interval", "reversible", "hysteresis", "budget",
-        "binarize_first", "binarize_classifier", "freeze_last", "calibration_size",
-    ),
-    "bwo": ("bwo", "bwo_patience", "bwo_eps", "bwo_epoch", "bwo_lr_factor"),
-    "training": (
-        "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
-        "label_smoothing", "amp",
-    ),
-    "data": ("limit_train", "limit_test"),
-}  # fmt: skip
 # Set by the pipeline or the sweep itself, never sampled.
 _NOT_SWEEPABLE = {
     "seed": "seeds come from the pipeline's `seeds` list",
@@ -82,25 +68,24 @@ _NOT_SWEEPABLE = {
     "val_fraction": "trials are compared on one validation split; fix it in the pipeline's `train`",
     "estimator_check": "a measurement, not a setting; sweeps turn it on (pipeline `train` to turn it off)",
 }
+# The sweepable TrainConfig fields of each group, from the fields' `group` metadata.
+GROUPS: dict[str, tuple[str, ...]] = {
+    group: tuple(
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.metadata["group"] == group and f.name not in _NOT_SWEEPABLE
+    )
+    for group in CONFIG_GROUPS
+}
 
 
 def field_types() -> dict[str, type]:
     """``{TrainConfig field: int | float | str | bool | dict}`` (``X | None`` reads as ``X``)."""
-    from albsnn.train import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    out = {}
-    for f in dataclasses.fields(TrainConfig):
-        args = [a for a in typing.get_args(hints[f.name]) if a is not type(None)]
-        out[f.name] = args[0] if args else hints[f.name]
-    return out
+    return {name: scalar_type(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
 
 
 def _optional_fields() -> set[str]:
-    from albsnn.train import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name for f in dataclasses.fields(TrainConfig) if type(None) in typing.get_args(hints[f.name])}
+    return {name for name, hint in typing.get_type_hints(TrainConfig).items() if split_optional(hint)[1]}
 
 
 @dataclass(frozen=True)
@@ -312,15 +297,9 @@ def _check_values(where: str, params: list[Param]) -> None:
 
 
 def _check_with_trainer(label: str, name: str, value: object, context: dict) -> None:
-    """Let TrainConfig's (and ModelConfig's) own validation judge one value; no data is read."""
-    from albsnn.models import ModelConfig
-    from albsnn.train import TrainConfig
-
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    """Let TrainConfig's own validation (ModelConfig's for model fields) judge one value; no data is read."""
     try:
         TrainConfig(**{**context, name: value})
-        if name in model_fields and value is not None:
-            ModelConfig(**{name: value})
     except (ConfigError, TypeError, ValueError) as e:
         where = f" (with the fixed values {context})" if context else ""
         raise ConfigError(f"{label}: value {value!r} is rejected by the trainer{where}: {e}") from None

@@ -25,13 +25,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from albsnn.tracking import (
+from albsnn.metrics import (
     CHECK_ESTIMATE_PREFIX,
     CHECK_MEASURED_PREFIX,
     ESTIMATE_PREFIX,
-    ESTIMATOR_CHECK_FILE,
+    ESTIMATOR_CHECK,
     FIRING_RATE_PREFIX,
 )
+from albsnn.tracking import ESTIMATOR_CHECK_FILE
 
 __all__ = ["TrialOptions", "run_trial", "flat_metrics", "STATE_FILE", "CHECKPOINT_FILES"]
 
@@ -77,7 +78,7 @@ def flat_metrics(metrics: dict) -> dict:
             out.update(_prefixed(FIRING_RATE_PREFIX, value))
         elif key == "estimates":
             out.update(_prefixed(ESTIMATE_PREFIX, value))
-        elif key == "estimator_check":
+        elif key == ESTIMATOR_CHECK:
             out.update(_check_metrics(value or {}))
         elif key == "binarized_layers":
             out[key] = list(value)
@@ -150,8 +151,8 @@ class _Reporter:
             "binarized_layers.json": trainer.history[-1]["binarized_layers"],
             STATE_FILE: {"epoch": trainer.epoch},
         }
-        if metrics.get("estimator_check"):  # the final epoch of a run that measured its layers
-            files[ESTIMATOR_CHECK_FILE] = metrics["estimator_check"]
+        if metrics.get(ESTIMATOR_CHECK):  # the final epoch of a run that measured its layers
+            files[ESTIMATOR_CHECK_FILE] = metrics[ESTIMATOR_CHECK]
         for name, data in files.items():
             (folder / name).write_text(json.dumps(_json_safe(data), indent=1))
 

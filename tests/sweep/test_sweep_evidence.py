@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from albsnn.metrics import TEST_PREFIX
 from albsnn.sweep import load_pipeline
 from albsnn.sweep.trainable import flat_metrics
-from albsnn.tracking import TEST_PREFIX
 
 # Differ between two identical runs for reasons other than the data.
 _TIMING = ("epoch_seconds",)

@@ -150,10 +150,30 @@ def test_groups_cover_every_sweepable_trainconfig_field():
 
     from albsnn.train import TrainConfig
 
-    grouped = {name for names in GROUPS.values() for name in names}
+    grouped = [name for names in GROUPS.values() for name in names]
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert grouped | set(_NOT_SWEEPABLE) == fields
-    assert not grouped & set(_NOT_SWEEPABLE)
+    assert len(grouped) == len(set(grouped))  # no field in two groups
+    assert set(grouped) | set(_NOT_SWEEPABLE) == fields
+    assert not set(grouped) & set(_NOT_SWEEPABLE)
+
+
+def test_groups_are_the_trainconfig_group_metadata():
+    # Rule: TrainConfig's field metadata is the one source; the search space adds only what it
+    # never samples (_NOT_SWEEPABLE), and keeps the group names that search-space files use.
+    import dataclasses
+
+    from albsnn.train import CONFIG_GROUPS, TrainConfig
+
+    expected = {
+        group: tuple(
+            f.name
+            for f in dataclasses.fields(TrainConfig)
+            if f.metadata["group"] == group and f.name not in _NOT_SWEEPABLE
+        )
+        for group in CONFIG_GROUPS
+    }
+    assert expected == GROUPS
+    assert list(GROUPS) == ["model", "estimator", "bwo", "training", "data"]
 
 
 @pytest.mark.parametrize("name", ["val_fraction", "estimator_check"])
