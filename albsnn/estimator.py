@@ -234,7 +234,7 @@ class BinarizationPolicy:
         estimator: Estimator,
         *,
         mode: str = "adaptive",
-        threshold: float = 1.0,
+        threshold: float = 0.5,
         warmup: int = 2,
         interval: int = 1,
         reversible: bool = False,

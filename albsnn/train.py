@@ -131,7 +131,7 @@ class TrainConfig:
     # measured | weight-error | taylor
     estimator: str = _param("estimator", DEFAULT_ESTIMATOR, choices=tuple(ESTIMATORS))
     # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
-    threshold: float = _param("estimator", 1.0)
+    threshold: float = _param("estimator", 0.5)
     warmup: int = _param("estimator", 2)  # epochs before the first decision
     interval: int = _param("estimator", 1)  # epochs between decisions
     # no decisions in the last epochs: every switched layer is trained before export

@@ -32,7 +32,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print("| seed | layers (defaults) | storage reduction | test acc. defaults | test acc. none | Δ (pp) | ok |")
+    print(
+        "| seed | layers (defaults) | storage reduction | test acc. defaults | test acc. none | Δ (pp) | ok |"
+    )
     print("|---|---|---|---|---|---|---|")
     misses = 0
     for seed in args.seeds:

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import yaml
 
+from albsnn.metrics import VAL_ACCURACY
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -93,7 +95,7 @@ def platform(args, work: Path) -> dict:
         "arch": config["arch"],
         "epochs": config["epochs"],
         "search_space": "space.yaml",
-        "objectives": {"test_accuracy": "max"},
+        "objectives": {VAL_ACCURACY: "max"},
         "mode": "ablation",
         "pruner": "none",
         "num_samples": args.trials,
@@ -148,11 +150,13 @@ def _sweep_stats(uri: str, result) -> dict:
     epochs, train_seconds = 0, 0.0
     finished = []
     for run in runs:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, VAL_ACCURACY)]
         epochs += max(steps, default=0)
         train_seconds += sum(m.value for m in client.get_metric_history(run.info.run_id, "epoch_seconds"))
         if run.data.tags.get("albsnn.trial_state") == "FINISHED":
-            finished.append((run.data.metrics["test_accuracy"], run.data.metrics["storage_bytes"]))
+            finished.append(
+                (run.data.metrics[VAL_ACCURACY], run.data.metrics["storage_bytes"])
+            )  # the front selects on val
     fp32 = max(run.data.metrics.get("fp32_bytes", 0) for run in runs)
     return {
         "wall_s": result.wall_seconds,

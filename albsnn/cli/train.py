@@ -33,7 +33,8 @@ class _Progress:
         c, m = trainer.config, trainer.model.config
         print(
             f"training {m.arch} (width {c.width}, T={c.time_steps}) on {c.dataset}: "
-            f"{len(trainer.splits.train_y)} train / {len(trainer.splits.test_y)} test, "
+            f"{len(trainer.splits.train_y)} train / {len(trainer.splits.val_y)} val / "
+            f"{len(trainer.splits.test_y)} test, "
             f"{c.epochs} epochs, device {trainer.device}",
             file=self.stream,
             flush=True,
@@ -43,7 +44,7 @@ class _Progress:
         bwo = f"  BWO fired at {m['bwo_epoch']}" if m["bwo_epoch"] == m["epoch"] else ""
         print(
             f"epoch {m['epoch']:3d}/{trainer.config.epochs}  loss {m['train_loss']:.4f}  "
-            f"train {m['train_accuracy']:.4f}  test {m['test_accuracy']:.4f}  "
+            f"train {m['train_accuracy']:.4f}  val {m['val_accuracy']:.4f}  test {m['test_accuracy']:.4f}  "
             f"{m['storage_bytes'] / 1024:.1f} KiB (-{m['storage_reduction']:.1%})  "
             f"binary {m['num_binarized']}  {m['epoch_seconds']:.1f}s{bwo}",
             file=self.stream,
@@ -117,7 +118,9 @@ class Train(Command):
             print(json.dumps(result))
         else:
             print(
-                f"test accuracy {result['test_accuracy']:.4f}, storage {result['storage_bytes']} B "
+                f"val accuracy {result['val_accuracy']:.4f} (best {result['best_val_accuracy']:.4f} at epoch "
+                f"{result['best_epoch']}), test accuracy {result['test_accuracy']:.4f}, "
+                f"storage {result['storage_bytes']} B "
                 f"of {result['fp32_bytes']} B FP32 (-{result['storage_reduction']:.1%}), "
                 f"binarized {result['binarized_layers']}, BWO epoch {result['bwo_epoch']}\n"
                 f"model: {result['model_path']}"
