@@ -34,6 +34,7 @@ from torch import nn
 
 from albsnn.binarize import ALPHA_MODES, Binarizer, BinaryConv2d, BinaryLinear
 from albsnn.errors import ConfigError
+from albsnn.interval import check_in_range
 from albsnn.neuron import LIF, RESETS
 from albsnn.surrogate import SURROGATES, get_surrogate
 
@@ -65,6 +66,11 @@ def _choice(default: str, choices: Sequence[str]) -> str:
     return field(default=default, metadata={"choices": tuple(choices)})
 
 
+def _number(default, interval: str):
+    """A numeric field valid in ``interval`` (:class:`~albsnn.interval.Interval` syntax; None passes)."""
+    return field(default=default, metadata={"range": interval})
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a network (it is stored inside exported model files).
@@ -77,19 +83,20 @@ class ModelConfig:
     in_channels: int = 1
     num_classes: int = 10
     input_size: tuple[int, int] = (8, 8)
-    width: float = 1.0  # channel multiplier on every conv
-    time_steps: int = 2  # T: the network runs T steps and averages the readout
+    width: float = _number(1.0, "(0, inf)")  # channel multiplier on every conv
+    time_steps: int = _number(2, "[1, inf)")  # T: the network runs T steps and averages the readout
     head: str = _choice("gap", HEADS)  # "gap": 1x1 conv + global average pool; "fc": flatten + FC
-    fc_hidden: int = 256  # hidden units of the FC head (0 = a single linear layer)
+    fc_hidden: int = _number(256, "[0, inf)")  # hidden units of the FC head (0 = a single linear layer)
     readout: str = _choice("membrane", READOUTS)  # logits = mean over T of classifier output or spikes
-    decay: float = 0.5  # LIF leak factor
-    v_threshold: float = 1.0
+    decay: float = _number(0.5, "[0, 1]")  # LIF leak factor
+    v_threshold: float = _number(1.0, "(0, inf)")
     reset: str = _choice("hard", RESETS)
     detach_reset: bool = False
     surrogate: str = _choice("atan", tuple(SURROGATES))
-    surrogate_param: float | None = None  # atan/sigmoid alpha, rectangular width; None = default
+    # atan/sigmoid alpha, rectangular width; None = the surrogate's default
+    surrogate_param: float | None = _number(None, "(0, inf)")
     alpha_mode: str = _choice("channel", ALPHA_MODES)  # binary scale alpha per output channel or per layer
-    clip_value: float = 1.0  # straight-through gradient is zero where |W| > clip_value
+    clip_value: float = _number(1.0, "(0, inf)")  # straight-through gradient is zero where |W| > clip_value
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(s) for s in self.input_size)
@@ -98,15 +105,12 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in _REGISTRY:
             raise ConfigError(f"unknown architecture {self.arch!r}; choose one of {list_models()}")
-        if not self.time_steps >= 1:
-            raise ConfigError(f"time_steps (T) must be >= 1, but got time_steps={self.time_steps}")
-        if not self.width > 0:
-            raise ConfigError(f"width must be > 0, but got width={self.width}")
         for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if "choices" in f.metadata:
-                _check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
-        if self.fc_hidden < 0:
-            raise ConfigError(f"fc_hidden must be >= 0, but got fc_hidden={self.fc_hidden}")
+                _check_choice(f.name, value, f.metadata["choices"])
+            if "range" in f.metadata and value is not None:
+                check_in_range(f.name, value, f.metadata["range"])
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -43,18 +43,20 @@ from albsnn.bwo import (
     apply_bwo,
 )
 from albsnn.calibration import CalibrationProbe, evaluate, recalibrate_bn
-from albsnn.data import DEFAULT_VAL_FRACTION, DatasetSplits, check_val_fraction, dataset_info, load_dataset
+from albsnn.data import DEFAULT_VAL_FRACTION, VAL_FRACTION_RANGE, DatasetSplits, dataset_info, load_dataset
 from albsnn.data.loader import TensorLoader
 from albsnn.errors import ConfigError
 from albsnn.estimator import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
     POLICY_MODES,
+    THRESHOLD_RANGE,
     BinarizationPolicy,
     Measured,
     Taylor,
     get_estimator,
 )
+from albsnn.interval import Interval, check_in_range
 from albsnn.metrics import ESTIMATOR_CHECK
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
@@ -74,13 +76,29 @@ TAYLOR_CHECK_BATCHES = 16  # training batches (no optimizer step) behind the end
 # under these names (albsnn.sweep.space derives its GROUPS from the metadata); the order is theirs.
 CONFIG_GROUPS = ("model", "estimator", "bwo", "training", "data")
 _MODEL_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
+# Every estimator answers in percent (albsnn.estimator); `measured` in pp of validation accuracy.
+_THRESHOLD = f"[{THRESHOLD_RANGE[0]:g}, {THRESHOLD_RANGE[1]:g}]"
 
 
-def _param(group: str, default: Any = dataclasses.MISSING, *, choices: Sequence[str] = (), **kwargs) -> Any:
-    """A :class:`TrainConfig` field in ``group``; ``choices``, if given, are the values it allows."""
+def _param(
+    group: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    choices: Sequence[str] = (),
+    range: str | None = None,  # noqa: A002 - the metadata key it sets
+    **kwargs,
+) -> Any:
+    """A :class:`TrainConfig` field in ``group``; ``choices``, if given, are the values it allows.
+
+    ``range`` is a numeric field's valid interval (:class:`~albsnn.interval.Interval` syntax, e.g.
+    ``"[0, 1)"``); None values pass (they mean "not set").
+    """
     if group not in CONFIG_GROUPS:
         raise ValueError(f"group must be one of {CONFIG_GROUPS}, but got {group=}")
     metadata = {"group": group, **({"choices": tuple(choices)} if choices else {})}
+    if range is not None:
+        Interval.parse(range)  # a typo fails at import, not at the first run
+        metadata["range"] = range
     return field(default=default, metadata=metadata, **kwargs)
 
 
@@ -106,10 +124,11 @@ class TrainConfig:
     # data
     dataset: str = _param("data", "digits")
     data_dir: str | None = _param("data", None)  # None: $ALBSNN_DATA or ~/.cache/albsnn
-    limit_train: int | None = _param("data", None)  # stratified subset sizes, for quick runs
-    limit_test: int | None = _param("data", None)
+    # stratified subset sizes, for quick runs
+    limit_train: int | None = _param("data", None, range="[1, inf)")
+    limit_test: int | None = _param("data", None, range="[1, inf)")
     # stratified share of train held out for every selection
-    val_fraction: float = _param("data", DEFAULT_VAL_FRACTION)
+    val_fraction: float = _param("data", DEFAULT_VAL_FRACTION, range=VAL_FRACTION_RANGE)
     data_options: dict = _param("data", default_factory=dict)  # forwarded to the dataset loader
     # model: defaults and choices come from ModelConfig (see _model_param)
     arch: str | None = _param("model", None)  # None: the dataset's suggested architecture
@@ -131,38 +150,40 @@ class TrainConfig:
     # measured | weight-error | taylor
     estimator: str = _param("estimator", DEFAULT_ESTIMATOR, choices=tuple(ESTIMATORS))
     # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
-    threshold: float = _param("estimator", 0.5)
-    warmup: int = _param("estimator", 2)  # epochs before the first decision
-    interval: int = _param("estimator", 1)  # epochs between decisions
+    threshold: float = _param("estimator", 0.5, range=_THRESHOLD)
+    warmup: int = _param("estimator", 2, range="[0, inf)")  # epochs before the first decision
+    interval: int = _param("estimator", 1, range="[1, inf)")  # epochs between decisions
     # no decisions in the last epochs: every switched layer is trained before export
-    freeze_last: int = _param("estimator", 1)
+    freeze_last: int = _param("estimator", 1, range="[1, inf)")
     # validation samples the measured estimator evaluates per state
-    calibration_size: int = _param("estimator", 1000)
+    calibration_size: int = _param("estimator", 1000, range="[1, inf)")
     # at the end, measure every candidate's true val accuracy drop
     estimator_check: bool = _param("estimator", False)
     reversible: bool = _param("estimator", False)
-    hysteresis: float = _param("estimator", 0.2)
+    hysteresis: float = _param("estimator", 0.2, range="[0, inf)")
     # target storage reduction in (0, 1); replaces the threshold; random needs it
-    budget: float | None = _param("estimator", None)
+    budget: float | None = _param("estimator", None, range="(0, 1)")
     binarize_first: bool = _param("estimator", False)
     binarize_classifier: bool = _param("estimator", False)
     # binary weight optimization
     bwo: str = _param("bwo", "project", choices=BWO_MODES)  # project | off
     # epochs since the binary set last changed without > bwo_eps val loss gain
-    bwo_patience: int = _param("bwo", 2)
-    bwo_eps: float = _param("bwo", 0.01)
-    bwo_epoch: int | None = _param("bwo", None)  # fire at this epoch instead of on a plateau
-    bwo_lr_factor: float = _param("bwo", 0.1)  # applies to the binary layers' parameter groups only
+    bwo_patience: int = _param("bwo", 2, range="[1, inf)")
+    bwo_eps: float = _param("bwo", 0.01, range="[0, 1)")
+    # fire at this epoch instead of on a plateau
+    bwo_epoch: int | None = _param("bwo", None, range="[1, inf)")
+    # LR factor of the binary layers' parameter groups at BWO (a cut: at most 1)
+    bwo_lr_factor: float = _param("bwo", 0.1, range="(0, 1]")
     # optimisation and the run itself
-    epochs: int = _param("training", 8)
-    batch_size: int = _param("training", 64)
+    epochs: int = _param("training", 8, range="[1, inf)")
+    batch_size: int = _param("training", 64, range="[1, inf)")
     optimizer: str = _param("training", "adam", choices=OPTIMIZERS)  # adam | sgd
-    lr: float = _param("training", 2e-3)
-    momentum: float = _param("training", 0.9)  # sgd only
-    weight_decay: float = _param("training", 0.0)
+    lr: float = _param("training", 2e-3, range="(0, inf)")
+    momentum: float = _param("training", 0.9, range="[0, 1)")  # sgd only
+    weight_decay: float = _param("training", 0.0, range="[0, inf)")
     schedule: str = _param("training", "cosine", choices=SCHEDULES)  # cosine | onecycle | constant
-    label_smoothing: float = _param("training", 0.0)
-    seed: int = _param("training", 0)
+    label_smoothing: float = _param("training", 0.0, range="[0, 1)")
+    seed: int = _param("training", 0, range="[0, 4294967295]")
     device: str = _param("training", "auto")  # auto: cuda when present
     amp: bool = _param("training", True)  # bf16 autocast on CUDA (ignored on CPU)
     out: str | None = _param("training", None)  # folder for checkpoint.pt, model.albsnn, metrics.jsonl
@@ -171,17 +192,11 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if "range" in f.metadata and value is not None:
+                check_in_range(f.name, value, f.metadata["range"])
         checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, but got epochs={self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, but got batch_size={self.batch_size}"),
-            (self.lr > 0, f"lr must be > 0, but got lr={self.lr}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.bwo_lr_factor > 0, f"bwo_lr_factor must be > 0, but got {self.bwo_lr_factor}"),
-            (self.calibration_size >= 1, f"calibration_size must be >= 1, got {self.calibration_size}"),
-            (
-                self.freeze_last >= 1,
-                f"freeze_last must be >= 1 epoch, but got freeze_last={self.freeze_last}",
-            ),
             (
                 self.binarize not in ("adaptive", "random") or self.freeze_last < self.epochs,
                 f"freeze_last must be < epochs (decisions need an epoch to train in), but got "
@@ -196,7 +211,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        check_val_fraction(self.val_fraction)
         for f in dataclasses.fields(self):
             allowed = f.metadata.get("choices")
             if allowed is not None and getattr(self, f.name) not in allowed:

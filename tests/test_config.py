@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,8 +67,8 @@ def test_model_config_carries_the_model_fields():
         ({"estimator": "oracle"}, "unknown estimator 'oracle'"),
         ({"head": "mlp"}, "unknown head 'mlp'"),  # a ModelConfig choice, checked by TrainConfig too
         ({"arch": "resnet"}, "unknown architecture 'resnet'"),  # ModelConfig's validation
-        ({"width": 0}, "width must be > 0"),
-        ({"time_steps": 0}, "time_steps (T) must be >= 1"),
+        ({"width": 0}, "width must be in (0, inf), but got width=0"),
+        ({"time_steps": 0}, "time_steps must be in [1, inf), but got time_steps=0"),
     ],
 )
 def test_bad_values_are_rejected_when_the_config_is_made(kwargs, message):
@@ -109,3 +110,65 @@ def test_library_config_modules_do_not_import_upwards(module, forbidden):
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not {m for m in imported if m and m.startswith(forbidden)}
+
+
+# ---- numeric ranges -------------------------------------------------------------------------------
+NUMERIC_FIELDS = [
+    f for f in TRAIN_FIELDS if scalar_type(typing.get_type_hints(TrainConfig)[f.name]) in (int, float)
+]
+
+
+@pytest.mark.parametrize("f", NUMERIC_FIELDS, ids=lambda f: f.name)
+def test_every_numeric_option_has_a_documented_range_holding_its_default(f):
+    from albsnn.interval import Interval
+
+    assert "range" in f.metadata, f"{f.name} has no valid range"
+    interval = Interval.parse(f.metadata["range"])
+    assert f.default is None or f.default in interval
+    # docs/method.md's table of options is what a user reads; it must say the same.
+    table = (ALBSNN.parent / "docs" / "method.md").read_text()
+    assert f"| `{f.name}` | `{f.metadata['range']}` |" in table
+
+
+@pytest.mark.parametrize("f", NUMERIC_FIELDS, ids=lambda f: f.name)
+def test_a_value_just_outside_the_range_is_rejected_naming_option_value_and_range(f):
+    from albsnn.interval import Interval
+
+    interval = Interval.parse(f.metadata["range"])
+    kind = scalar_type(typing.get_type_hints(TrainConfig)[f.name])
+    step = 1 if kind is int else 1e-6
+    ends = [(interval.low, interval.low_open, -step), (interval.high, interval.high_open, step)]
+    outside = [kind(end if open_ else end + delta) for end, open_, delta in ends if math.isfinite(end)]
+    assert outside, f"{f.name}: an interval open on both sides checks nothing"
+    for value in outside:
+        with pytest.raises(ConfigError) as exc:
+            TrainConfig(**{f.name: value})
+        assert f"{f.name} must be in {f.metadata['range']}, but got {f.name}={value!r}" in str(exc.value)
+
+
+def test_threshold_range_is_the_estimators_percent_scale():
+    from albsnn.estimator import THRESHOLD_RANGE
+    from albsnn.interval import Interval
+
+    field = next(f for f in TRAIN_FIELDS if f.name == "threshold")
+    interval = Interval.parse(field.metadata["range"])
+    assert (interval.low, interval.high) == THRESHOLD_RANGE
+    TrainConfig(threshold=7)  # 7 pp is a valid (loose) threshold on the percent scale
+
+
+def test_train_help_shows_each_range(capsys):
+    from albsnn.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--threshold THRESHOLD range [0, 100]; default: 0.5" in help_text
+    assert "--momentum MOMENTUM range [0, 1); default: 0.9" in help_text
+
+
+def test_search_space_bounds_outside_a_range_are_rejected():
+    pytest.importorskip("ray")
+    from albsnn.sweep.space import parse_search_space
+
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\), but got momentum=1.0"):
+        parse_search_space({"training": {"momentum": {"uniform": [0.5, 1.0]}}})

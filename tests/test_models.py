@@ -69,9 +69,9 @@ def test_fc_head_has_more_parameters_than_gap_head():
     "kwargs, message",
     [
         ({"arch": "resnet"}, "unknown architecture 'resnet'"),
-        ({"time_steps": 0}, "time_steps (T) must be >= 1"),
+        ({"time_steps": 0}, "time_steps must be in [1, inf), but got time_steps=0"),
         ({"head": "mlp"}, "unknown head 'mlp'"),
-        ({"width": 0}, "width must be > 0"),
+        ({"width": 0}, "width must be in (0, inf), but got width=0"),
     ],
 )
 def test_bad_model_config_names_the_value(kwargs, message):

@@ -131,7 +131,13 @@ BAD = [
     (["--binarize", "random"], "binarize=random needs a budget"),
     (["--readout", "rate", "--time-steps", "1"], "readout=rate needs time_steps >= 2"),
     (["--budget", "1.5"], "budget"),
-    (["--time-steps", "0"], "time_steps (T) must be >= 1"),
+    (["--time-steps", "0"], "time_steps must be in [1, inf), but got time_steps=0"),
+    (["--momentum", "1.5"], "momentum must be in [0, 1), but got momentum=1.5"),
+    (["--decay", "2"], "decay must be in [0, 1], but got decay=2.0"),
+    (["--lr", "0"], "lr must be in (0, inf), but got lr=0.0"),
+    (["--bwo-lr-factor", "3"], "bwo_lr_factor must be in (0, 1], but got bwo_lr_factor=3.0"),
+    (["--seed", "-1"], "seed must be in [0, 4294967295], but got seed=-1"),
+    (["--limit-train", "0"], "limit_train must be in [1, inf), but got limit_train=0"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
 ]
 

@@ -55,6 +55,11 @@ class _Progress:
         pass
 
 
+def _help(f: dataclasses.Field) -> str:
+    valid = f"range {f.metadata['range']}; " if "range" in f.metadata else ""
+    return f"{valid}default: {f.default}"
+
+
 class Train(Command):
     """Train one ALBSNN model, export it bit-packed, print the result.
 
@@ -90,7 +95,7 @@ class Train(Command):
                     choices=f.metadata.get("choices"),
                     default=None,
                     dest=f.name,
-                    help=f"default: {f.default}",
+                    help=_help(f),
                 )
         parser.add_argument(
             "--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists"

@@ -34,6 +34,7 @@ import torch
 
 from albsnn._typing import split_optional
 from albsnn.errors import ConfigError, DataError
+from albsnn.interval import check_in_range
 
 __all__ = [
     "DatasetInfo",
@@ -52,6 +53,7 @@ __all__ = [
     "split_validation",
     "check_val_fraction",
     "DEFAULT_VAL_FRACTION",
+    "VAL_FRACTION_RANGE",
 ]
 
 
@@ -115,6 +117,7 @@ _FETCH: dict[str, FetchFn] = {}
 _PASSED_THROUGH = ("limit_train", "limit_test", "seed")  # given to loaders that declare them
 VAL_SPLIT_SEED = 0  # one validation split per dataset, whatever the run's seed: runs stay paired
 DEFAULT_VAL_FRACTION = 0.1
+VAL_FRACTION_RANGE = "(0, 0.5]"  # at most half of train is held out
 
 
 def register_dataset(
@@ -195,8 +198,7 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 
 def check_val_fraction(val_fraction: float) -> None:
-    if not 0 < val_fraction <= 0.5:
-        raise ConfigError(f"val_fraction must be in (0, 0.5], but got val_fraction={val_fraction}")
+    check_in_range("val_fraction", val_fraction, VAL_FRACTION_RANGE)
 
 
 def split_validation(splits: DatasetSplits, val_fraction: float) -> DatasetSplits:
