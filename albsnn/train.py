@@ -297,6 +297,14 @@ class Callback:
     def on_fit_start(self, trainer: Trainer) -> None:
         """Called once the model, data and optimizer exist (after a resume, too)."""
 
+    def on_step_end(self, trainer: Trainer, step_in_epoch: int, steps_in_epoch: int, samples: int) -> None:
+        """Called after every optimizer step (1-based ``step_in_epoch``; ``samples`` seen this epoch).
+
+        Runs inside the hot loop: do no device work here. ``trainer.epoch_loss_sum`` (a device
+        tensor: the sum of loss x batch size so far this epoch) costs a host sync to read, so read it
+        only when showing it, a few times a second at most.
+        """
+
     def on_epoch_end(self, trainer: Trainer, metrics: dict) -> bool | None:
         """Called with each epoch's metrics."""
 
@@ -416,12 +424,13 @@ class Trainer:
         self.policy.estimator.on_epoch_start()
         candidates = self.policy.candidates(model)
         total_steps = c.epochs * len(self.train_loader)
-        loss_sum = torch.zeros((), device=self.device)
+        loss_sum = self.epoch_loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         self._sync()
         t0 = time.perf_counter()
-        for xb, yb in self.train_loader:
+        steps, step_hooks = len(self.train_loader), self._step_hooks()
+        for i, (xb, yb) in enumerate(self.train_loader, 1):
             lr = get_lr(self.step, total_steps, c.lr, c.schedule)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
@@ -436,9 +445,20 @@ class Trainer:
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
+            for hook in step_hooks:
+                hook(self, i, steps, seen)
         self._sync()
         seconds = time.perf_counter() - t0
         return float(loss_sum) / seen, float(correct) / seen, seconds
+
+    def _step_hooks(self) -> list:
+        """The callbacks' own ``on_step_end`` methods (the hot loop calls no inherited no-op)."""
+        hooks = []
+        for cb in self.callbacks:
+            method = getattr(type(cb), "on_step_end", Callback.on_step_end)
+            if method is not Callback.on_step_end:
+                hooks.append(cb.on_step_end)
+        return hooks
 
     def evaluate(self, loader: TensorLoader | None = None) -> tuple[float, float]:
         """``(accuracy, loss)`` on ``loader`` (default: the validation split)."""

@@ -100,9 +100,21 @@ class Train(Command):
         parser.add_argument(
             "--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists"
         )
-        parser.add_argument("--json", action="store_true", help="last stdout line: the result as JSON")
+        parser.add_argument(
+            "--progress-every",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="seconds between progress lines inside an epoch when not on a terminal (default: 10)",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="last stdout line: the result as JSON (progress lines go to stderr)",
+        )
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from albsnn.cli.progress import StepProgress
         from albsnn.train import CHECKPOINT, TrainConfig, fit
 
         values = {
@@ -117,8 +129,12 @@ class Train(Command):
         checkpoint = Path(config.out) / CHECKPOINT
         if args.resume and not checkpoint.exists():
             raise ConfigError(f"--resume: no checkpoint at {checkpoint}; run without --resume first")
-        progress = _Progress(sys.stderr if args.json else sys.stdout)
-        result = fit(config, [progress], resume_from=checkpoint if args.resume else None)
+        # Progress goes to stdout, or to stderr with --json (stdout's last line is then the result).
+        # Inside an epoch: a tqdm bar on a terminal; plain periodic lines otherwise and with --json.
+        stream = sys.stderr if args.json else sys.stdout
+        bar = False if args.json else None
+        callbacks = [StepProgress(stream, bar=bar, every_s=args.progress_every), _Progress(stream)]
+        result = fit(config, callbacks, resume_from=checkpoint if args.resume else None)
         if args.json:
             print(json.dumps(result))
         else:
