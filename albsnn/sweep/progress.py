@@ -1,7 +1,12 @@
-"""One line per trial event and a periodic tally: what ``albsnn sweep`` shows while it runs."""
+"""One line per trial event and a periodic tally: what ``albsnn sweep`` shows while it runs.
+
+The tally (every ``every_s`` seconds) counts trials by state and estimates the time left for the whole
+sweep: the share of work done (ended trials, plus running trials' epochs) at this driver's pace.
+"""
 
 from __future__ import annotations
 
+import datetime
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +68,7 @@ class ProgressPrinter(_tune.Callback):
         self._start = self._last_tally = time.monotonic()
         self._done = {}
         self._seen = False
+        self._start_fraction = 0.0
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         if not getattr(self, "_seen", True):  # a resumed sweep: count the trials that ended before
@@ -70,6 +76,7 @@ class ProgressPrinter(_tune.Callback):
             for t in trials:
                 if t.status in ("TERMINATED", "ERROR"):
                     self._done[t.trial_id] = "ENDED"
+            self._start_fraction = self.fraction_done(trials)
 
     def _print(self, text: str) -> None:
         elapsed = time.monotonic() - self._start
@@ -108,5 +115,26 @@ class ProgressPrinter(_tune.Callback):
         self._print(
             f"tally    running {counts.get('RUNNING', 0)}, pending {counts.get('PENDING', 0)}, "
             f"finished {counts.get('TERMINATED', 0) - pruned}, pruned {pruned}, "
-            f"failed {counts.get('ERROR', 0)}"
+            f"failed {counts.get('ERROR', 0)}; {self._eta(trials)}"
         )
+
+    def fraction_done(self, trials) -> float:
+        """Share of the sweep's work done: an ended trial counts 1, a running one its epochs so far."""
+        done = 0.0
+        for t in trials:
+            if t.status in ("TERMINATED", "ERROR"):
+                done += 1
+            elif t.status == "RUNNING":
+                epoch, epochs = (t.last_result or {}).get("epoch"), t.config.get("epochs")
+                if epoch and epochs:
+                    done += min(epoch / epochs, 1.0)
+        return min(done / self.total, 1.0) if self.total else 1.0
+
+    def _eta(self, trials) -> str:
+        """``45% done, ETA 0:03:12`` at this session's pace (pruned trials end early: an upper bound)."""
+        fraction = self.fraction_done(trials)
+        gained = fraction - getattr(self, "_start_fraction", 0.0)
+        if gained <= 0:
+            return f"{fraction:.0%} done, ETA unknown"
+        left = (time.monotonic() - self._start) * (1 - fraction) / gained
+        return f"{fraction:.0%} done, ETA {datetime.timedelta(seconds=round(left))}"

@@ -352,3 +352,25 @@ def test_flat_metrics_flattens_the_estimator_check_by_layer_and_estimator():
         "check_estimate.weight-error.conv3": 30.0,
         "check_estimate.taylor.conv2": 0.4,
     }
+
+
+def test_progress_tally_gives_the_share_done_and_an_eta_for_the_whole_sweep(capsys):
+    from albsnn.sweep.progress import ProgressPrinter
+
+    def trial(status, epoch=None):
+        return SimpleNamespace(
+            trial_id=status,
+            status=status,
+            config={"epochs": 4},
+            last_result={"epoch": epoch} if epoch else {},
+        )
+
+    printer = ProgressPrinter(total=4, param_names=[], every_s=0)
+    printer.setup()
+    trials = [trial("TERMINATED"), trial("RUNNING", epoch=2), trial("PENDING"), trial("PENDING")]
+    printer.on_step_begin(0, [trial("PENDING")] * 4)  # a fresh sweep: nothing done yet
+    assert printer.fraction_done(trials) == pytest.approx(1.5 / 4)
+    printer._start -= 30  # 30 s in, 1.5 of 4 trials' work done: 50 s to go at this pace
+    printer.on_step_end(0, trials)
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("running 1, pending 2, finished 1, pruned 0, failed 0; 38% done, ETA 0:00:50")
