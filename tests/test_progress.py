@@ -1,4 +1,4 @@
-"""Progress inside a training epoch: line-based off a terminal, a bar on one, the loss read only when shown."""
+"""Progress inside a training epoch: plain lines off a terminal, a bar on one, the loss read when shown."""
 
 from __future__ import annotations
 

@@ -101,6 +101,9 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
                 direction="maximize" if self.mode == "max" else "minimize",
                 load_if_exists=True,
             )
+            from albsnn.sweep.dashboard import PRUNING, label_study
+
+            label_study(self._study, [self._metric], PRUNING)
         return self._study
 
     def _trial(self, trial_id: str):

@@ -1,11 +1,13 @@
 """Ray's ``OptunaSearch`` over the sweep's persistent study, with pruned trials recorded as PRUNED.
 
-:class:`StudySearch` changes three things about ``ray.tune.search.optuna.OptunaSearch``:
+:class:`StudySearch` changes four things about ``ray.tune.search.optuna.OptunaSearch``:
 
 * a trial the pruning scheduler stopped is told to the study as PRUNED, not COMPLETE with partial
   accuracy (``OptunaSearch`` would do the latter and bias the sampler and the Pareto front);
 * every Optuna trial carries the user attribute ``ray_trial_id``, so the study, Ray and MLflow
   can be joined;
+* the study names its objectives (``set_metric_names``) and says it is the search study
+  (:mod:`albsnn.sweep.dashboard`), so optuna-dashboard shows ``val_accuracy``, not "0";
 * after ``Tuner.restore``, Optuna trials that were asked for by the killed driver after its last
   experiment checkpoint (so Ray does not know them) are handed to the next trials Ray asks for,
   instead of asking new ones: the study keeps exactly one Optuna trial per Ray trial.
@@ -35,6 +37,13 @@ class StudySearch(_optuna_search.OptunaSearch):
     def __init__(self, *, is_pruned: Callable[[str], bool] | None = None, **kwargs):
         self._is_pruned = is_pruned
         super().__init__(**kwargs)
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        from albsnn.sweep.dashboard import SEARCH, label_study
+
+        metrics = self._metric if isinstance(self._metric, list) else [self._metric]
+        label_study(self._ot_study, metrics, SEARCH)
 
     def save(self, checkpoint_path: str) -> None:
         # The callable points at the live scheduler; never snapshot (and later restore) a copy of it.

@@ -125,6 +125,19 @@ def _search(tmp_path, is_pruned=None):
     )
 
 
+def test_dashboard_studies_carry_metric_names_and_say_what_they_are(tmp_path):
+    # optuna-dashboard opens the journal: objectives named, not "0"/"1"; the pruning study marked.
+    _search(tmp_path).suggest("a")
+    scheduler = OptunaPrunerScheduler(optuna.pruners.MedianPruner(), tmp_path / "j", "s.pruning")
+    scheduler.on_trial_result(None, FakeTrial("a"), {"val_accuracy": 0.5, "epoch": 1})
+    storage = open_journal(tmp_path / "j")  # a fresh reader, as the dashboard is
+    search, pruning = (optuna.load_study(study_name=n, storage=storage) for n in ("s", "s.pruning"))
+    assert search.metric_names == ["val_accuracy", "storage_bytes"]
+    assert pruning.metric_names == ["val_accuracy"]
+    assert search.user_attrs["albsnn.role"] == "search" and pruning.user_attrs["albsnn.role"] == "pruning"
+    assert "not a search" in pruning.user_attrs["albsnn.description"]
+
+
 def test_search_tells_pruned_trials_pruned_not_complete_with_partial_values(tmp_path):
     searcher = _search(tmp_path, is_pruned=lambda trial_id: trial_id == "b")
     searcher.suggest("a"), searcher.suggest("b")

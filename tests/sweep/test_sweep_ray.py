@@ -104,6 +104,10 @@ def test_small_sweep_records_parent_children_and_optuna_states(
             assert trial.values == [run.data.metrics["val_accuracy"], run.data.metrics["storage_bytes"]]
     pruning = _study(result, f"{result.sweep_id}.pruning")
     assert sorted(t.state.name for t in pruning.trials) == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+    # optuna-dashboard reads these: named objectives, and which study is the search
+    assert study.metric_names == ["val_accuracy", "storage_bytes"]
+    assert pruning.metric_names == ["val_accuracy"]
+    assert (study.user_attrs["albsnn.role"], pruning.user_attrs["albsnn.role"]) == ("search", "pruning")
 
 
 def test_trial_failing_once_is_retried_from_its_checkpoint_with_one_run(
