@@ -11,7 +11,7 @@ The callback runs in the driver, so trial workers never talk to MLflow. It finds
 its ``albsnn.trial_id`` tag before creating one, so a retried or resumed trial keeps its run, and it
 logs each epoch once (a trial that resumes from an older checkpoint does not duplicate steps).
 
-    uri = default_tracking_uri()                     # sqlite:///<cwd>/mlflow.db
+    uri = default_tracking_uri()                     # sqlite:///<cwd>/runs/mlflow.db
     check_tracking_uri(uri)                          # unreachable server -> one clear error
     experiment_id = ensure_experiment(uri, "albsnn-demo")
     parent = start_parent_run(uri, experiment_id, "demo-20250101-120000", tags)
@@ -119,9 +119,19 @@ def _client(uri: str):
 # ---------------------------------------------------------------- tracking URI
 
 
-def default_tracking_uri(folder: str | Path | None = None) -> str:
-    """``sqlite:///<absolute folder>/mlflow.db`` (the working folder by default)."""
-    return f"sqlite:///{Path(folder or Path.cwd()).resolve() / 'mlflow.db'}"
+RUNS = "runs"  # generated files of user runs: ignored by git (.gitignore), relative to the working folder
+
+
+def default_tracking_uri(folder: str | Path | None = None, create: bool = False) -> str:
+    """``sqlite:///<absolute folder>/runs/mlflow.db`` (the working folder by default).
+
+    Under ``runs/``, so sweeps leave a repository's ``git status`` clean; ``create`` makes the folder
+    (a sweep writes there; the UI and reports only read).
+    """
+    path = Path(folder or Path.cwd()).resolve() / RUNS / "mlflow.db"
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:

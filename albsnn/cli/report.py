@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from albsnn.cli import Command
 
@@ -19,7 +18,8 @@ class Report(Command):
 
     Examples:
         albsnn report --experiment demo
-        albsnn report --parent-run 3f2a9c... --out reports/fmnist-pareto
+        albsnn report --parent-run 3f2a9c...                     # -> runs/reports/<sweep>/
+        albsnn report --experiment fmnist-pareto --out reports/fmnist-pareto   # a committed example
         albsnn report --experiment ablation-bwo --test wilcoxon --tracking-uri sqlite:////data/mlflow.db
     """
 
@@ -30,9 +30,9 @@ class Report(Command):
         parser.add_argument(
             "--tracking-uri",
             metavar="URI",
-            help="MLflow tracking URI (default: sqlite:///<current folder>/mlflow.db)",
+            help="MLflow tracking URI (default: sqlite:///<current folder>/runs/mlflow.db)",
         )
-        parser.add_argument("--out", metavar="DIR", help="report folder (default: reports/NAME)")
+        parser.add_argument("--out", metavar="DIR", help="report folder (default: runs/reports/NAME)")
         parser.add_argument(
             "--test",
             choices=("t", "wilcoxon"),
@@ -48,8 +48,9 @@ class Report(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from albsnn.report import generate_report
+        from albsnn.tracking import default_tracking_uri
 
-        uri = args.tracking_uri or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+        uri = args.tracking_uri or default_tracking_uri()
         out = generate_report(
             uri,
             experiment=args.experiment,

@@ -27,7 +27,7 @@ class Sweep(Command):
             "--name", help="MLflow experiment name (default: the pipeline's mlflow.experiment)"
         )
         parser.add_argument(
-            "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<working folder>/mlflow.db)"
+            "--tracking-uri", help="MLflow tracking URI (default: sqlite:///<working folder>/runs/mlflow.db)"
         )
         parser.add_argument(
             "--address",

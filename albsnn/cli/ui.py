@@ -77,14 +77,14 @@ class Ui(Command):
     runs/sweeps by default). Ctrl-C stops the server.
 
     Example:
-        albsnn ui                                  # http://127.0.0.1:5000, ./mlflow.db
+        albsnn ui                                  # http://127.0.0.1:5000, ./runs/mlflow.db
         albsnn ui --dashboard                      # http://127.0.0.1:8080, newest sweep's study
         albsnn ui --tracking-uri sqlite:////data/sweeps/mlflow.db --port 5050
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--tracking-uri", help="MLflow store (default: sqlite:///<working folder>/mlflow.db)"
+            "--tracking-uri", help="MLflow store (default: sqlite:///<working folder>/runs/mlflow.db)"
         )
         parser.add_argument("--port", type=int, help="port (default: 5000; 8080 with --dashboard)")
         parser.add_argument(

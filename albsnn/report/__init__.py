@@ -142,7 +142,7 @@ def generate_report(
         tracking_uri: MLflow tracking URI, e.g. ``sqlite:////abs/path/mlflow.db`` or ``http://host:5000``.
         experiment: report every sweep of this experiment (hypervolumes compared side by side) ...
         parent_run_id: ... or only the children of this sweep's parent run (exactly one of the two).
-        out_dir: the report folder; default ``reports/NAME`` (NAME: the experiment, or the sweep's
+        out_dir: the report folder; default ``runs/reports/NAME`` (NAME: the experiment, or the sweep's
             run name). Built in a temporary folder beside it and renamed into place, so a failure
             leaves no partial folder and an old report is replaced whole.
         test: paired test of the ablation table, ``"t"`` (paired t-test) or ``"wilcoxon"``.
@@ -163,7 +163,8 @@ def generate_report(
         info = build_info(data, test=test)
     finally:
         data.close()
-    out = Path(out_dir) if out_dir is not None else Path("reports") / _safe_name(data.title)
+    # User runs go under runs/ (git-ignored); committed example reports name their --out.
+    out = Path(out_dir) if out_dir is not None else Path("runs") / "reports" / _safe_name(data.title)
     out = out.resolve()
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)

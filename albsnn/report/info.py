@@ -46,6 +46,7 @@ from albsnn.report.pareto import (
     pareto_mask,
     selected_test_hypervolume,
 )
+from albsnn.report.paths import relative_paths
 from albsnn.report.source import (
     BEST_VAL_ACCURACY,
     CHECK_ESTIMATE_PREFIX,
@@ -359,6 +360,7 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
     )
     ablation, ablation_runs = _ablation(data, df, test, notes)
     learning = _learning(data, df, pareto, ablation, ablation_runs, factors)
+    notes = [relative_paths(n) for n in notes]  # a journal path, say: the machine's folders stay out
     return dataclasses.replace(info, ablation=ablation, learning=learning, notes=tuple(notes))
 
 
@@ -477,7 +479,7 @@ def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
                 run_id=s.run_id,
                 name=s.name,
                 pipeline=s.tag("pipeline_name"),
-                pipeline_path=s.tag("pipeline"),
+                pipeline_path=relative_paths(s.tag("pipeline")),
                 mode=s.tag("mode"),
                 dataset=s.tag("dataset"),
                 objectives=s.json_tag("objectives", {}) or {},
@@ -488,7 +490,7 @@ def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
                 host=s.tag("host"),
                 hardware=s.tag("hardware"),
                 versions=versions if isinstance(versions, dict) else {"raw": json.dumps(versions)},
-                command=s.tag("command"),
+                command=relative_paths(s.tag("command")),
                 start=_iso(s.start),
                 end=_iso(s.end),
             )
@@ -497,7 +499,7 @@ def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
     return HeaderInfo(
         title=data.title,
         experiment=data.experiment_name,
-        tracking_uri=data.tracking_uri,
+        tracking_uri=relative_paths(data.tracking_uri),
         dataset=dataset,
         num_classes=classes,
         first_start=_iso(df["start_time"].min()),

@@ -101,7 +101,7 @@ class RunsData:
     tracking_uri: str
     experiment_id: str
     experiment_name: str
-    title: str  # the NAME of reports/NAME: experiment name, or the sweep's name for --parent-run
+    title: str  # the NAME of runs/reports/NAME: experiment name, or the sweep's name for --parent-run
     sweeps: tuple[Sweep, ...]
     runs: Any  # pandas.DataFrame
     param_names: tuple[str, ...]

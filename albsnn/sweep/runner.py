@@ -178,7 +178,7 @@ def run_sweep(
 
     Args:
         pipeline: path of the pipeline YAML.
-        tracking_uri: MLflow URI; default: the pipeline's, else ``sqlite:///<cwd>/mlflow.db``.
+        tracking_uri: MLflow URI; default: the pipeline's, else ``sqlite:///<cwd>/runs/mlflow.db``.
         address: ``auto`` or ``ray://host:port`` to join a cluster; None starts a local Ray (unless
             one is already initialised in this process, which is then used).
         resume: continue the newest sweep of this pipeline via ``Tuner.restore``.
@@ -204,7 +204,7 @@ def run_sweep(
         uri = tracking_uri or info["tracking_uri"]
     else:
         pipe, info = current, None
-        uri = tracking_uri or current.tracking_uri or tracking.default_tracking_uri()
+        uri = tracking_uri or current.tracking_uri or tracking.default_tracking_uri(create=True)
     tracking.check_tracking_uri(uri)
     require("mlflow")
     require("optuna")

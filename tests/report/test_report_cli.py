@@ -70,11 +70,11 @@ def test_a_tracking_uri_that_does_not_answer(tmp_path, capsys, uri, message):
     assert not (tmp_path / "missing").exists()  # MLflow must not have created an empty store
 
 
-def test_default_tracking_uri_is_mlflow_db_in_the_working_folder(tmp_path, capsys, monkeypatch):
+def test_default_tracking_uri_is_runs_mlflow_db_in_the_working_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, err = _run(capsys, "--experiment", "demo")
-    assert code == 2 and f"no MLflow database at {tmp_path.resolve() / 'mlflow.db'}" in err
-    assert not (tmp_path / "reports").exists() and not (tmp_path / "mlflow.db").exists()
+    assert code == 2 and f"no MLflow database at {tmp_path.resolve() / 'runs' / 'mlflow.db'}" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_experiment_and_parent_run_are_exclusive(capsys):

@@ -165,7 +165,7 @@ def test_report_is_logged_to_the_parent_run(report, logged_sweeps):
 
 
 def test_cli_report_of_one_sweep_by_parent_run_id_imports_no_ray(logged_sweeps, tmp_path):
-    # a separate interpreter, so "ray not imported" is about the report alone; default out: reports/NAME
+    # a separate interpreter, so "ray not imported" is about the report alone; default out: runs/reports/NAME
     code = (
         "import sys; from albsnn.cli import main; "
         f"rc = main(['report', '--parent-run', {logged_sweeps.search_parent!r}, "
@@ -176,7 +176,7 @@ def test_cli_report_of_one_sweep_by_parent_run_id_imports_no_ray(logged_sweeps, 
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = tmp_path / "reports" / "search"
+    out = tmp_path / "runs" / "reports" / "search"
     assert f"report: {out / 'index.html'}" in proc.stdout
     with open(out / "trials.csv") as f:
         assert len(list(csv.DictReader(f))) == 6  # only the search sweep's trials
@@ -189,3 +189,19 @@ def test_library_never_imports_the_report_package():
         "assert not [m for m in sys.modules if m.startswith('albsnn.report')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_report_text_carries_no_absolute_path_of_the_machine(report, logged_sweeps):
+    # The sweeps recorded absolute paths (pipeline file, sqlite:////... URI, journal); a committed
+    # report must show them relative to the folder it was made from, not this machine's folders.
+    folders = {str(logged_sweeps.root), str(Path.cwd()), str(report.parent)}
+    absolute = re.compile(r"(?<![\w.])(?:" + "|".join(re.escape(f) for f in folders) + ")")
+    texts = {p.name: p.read_text() for p in report.iterdir() if p.suffix in (".md", ".html", ".json", ".csv")}
+    assert {"report.md", "index.html", "report.json"} <= set(texts)
+    for name, text in texts.items():
+        found = absolute.search(text)
+        assert found is None, f"{name}: {text[max(found.start() - 80, 0) : found.end() + 40]!r}"
+        assert "sqlite:////" not in text, name
+    md = texts["report.md"]
+    assert "search.yaml]" in md  # the pipeline path is still shown, relative
+    assert "sqlite:///../" in md or "sqlite:///" in md
