@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from albsnn.cli import Command
 from albsnn.errors import ConfigError
 
 HOST = "127.0.0.1"
+STOP_S = 2.0  # Ctrl-C to no server process left
+KILL_AFTER_S = 0.5  # the last part of STOP_S: SIGKILL for what SIGTERM did not end
 
 
 def _free(port: int) -> bool:
@@ -74,7 +79,7 @@ class Ui(Command):
     """Start the MLflow UI for this folder's sweeps on 127.0.0.1 and print its URL.
 
     With --dashboard, start optuna-dashboard on a sweep's Optuna journal instead (the newest under
-    runs/sweeps by default). Ctrl-C stops the server.
+    runs/sweeps by default). Ctrl-C stops the server and every process it started within 2 s.
 
     Example:
         albsnn ui                                  # http://127.0.0.1:5000, ./runs/mlflow.db
@@ -119,13 +124,46 @@ class Ui(Command):
             f"{'optuna-dashboard' if args.dashboard is not None else 'MLflow UI'}: {url}  (Ctrl-C stops it)",
             flush=True,
         )
-        process = subprocess.Popen(argv)
+        return serve(argv)
+
+
+def serve(argv: list[str]) -> int:
+    """Run the server until it exits, or until Ctrl-C / SIGTERM, which stop its whole process group.
+
+    The server runs in its own session, so the terminal's Ctrl-C reaches only us; we then end the
+    group (the server and the workers it forked) within :data:`STOP_S` seconds: SIGTERM, SIGKILL
+    for whatever is left. A second Ctrl-C meanwhile cannot cut the clean-up short.
+    """
+    process = subprocess.Popen(argv, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_group(process)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STOP_S
+    for sig, until in ((signal.SIGTERM, deadline - KILL_AFTER_S), (signal.SIGKILL, deadline)):
         try:
-            return process.wait()
-        except KeyboardInterrupt:
-            process.terminate()
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        while time.monotonic() < until:
+            process.poll()  # reap the server itself; its forked workers are reaped by init
             try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            return 0
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+    process.wait()
