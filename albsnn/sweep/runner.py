@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from albsnn.errors import ConfigError
+from albsnn.sweep import local_ray
 from albsnn.sweep._imports import require
 from albsnn.sweep._yaml import read_yaml_mapping
 from albsnn.sweep.pipeline import Pipeline, load_pipeline, parse_pipeline
@@ -210,7 +211,13 @@ def run_sweep(
     require("optuna")
     if resume:
         _check_parent(uri, info)
+    ray_record = None
+    if not address:
+        for line in local_ray.end_stale(pipe.storage):
+            print(line, file=sys.stderr, flush=True)
     owns_ray = _connect_ray(address, num_cpus)
+    if owns_ray and not address:
+        ray_record = local_ray.record(pipe.storage)
     try:
         if resume:
             result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
@@ -220,6 +227,7 @@ def run_sweep(
     finally:
         if owns_ray:
             require("ray").shutdown()
+            local_ray.release(ray_record)
     result.wall_seconds = time.monotonic() - started
     return result
 
