@@ -13,9 +13,9 @@ Optuna journal, the pruner built by :func:`make_pruner` from the pipeline's obje
 length), trials started in sampling order. A pruned trial costs the epochs it ran; the front is
 made of the finished trials' last-epoch values, as the search study records them.
 
-Hypervolume: of (val_accuracy, storage_bytes) over finished trials, accuracy maximised, storage
-minimised, reference point (accuracy 0, 1.1 x the largest fp32 size among the seed's trials);
-the same reference for every pruner of a seed. No test metric is read.
+Hypervolume: the report's (``albsnn.report.pareto``), of (val_accuracy, storage_bytes) over the
+finished trials, reference point (chance accuracy, the largest fp32 size among the seed's trials),
+as a fraction of that box; the same reference for every pruner of a seed. No test metric is read.
 
     nice -n 19 python benchmarks/pruning.py --curves runs/pruning-curves.json   # train + replay
     python benchmarks/pruning.py --curves runs/pruning-curves.json --replay-only   # replay again
@@ -33,7 +33,9 @@ from pathlib import Path
 import optuna
 import torch
 
+from albsnn.data import dataset_info
 from albsnn.metrics import STORAGE_BYTES, VAL_ACCURACY
+from albsnn.report.pareto import hypervolume_2d
 from albsnn.sweep.pipeline import load_pipeline
 from albsnn.sweep.pruners import make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler
@@ -129,29 +131,25 @@ def replay(pipe, rows: list[dict], spec: dict, concurrency: int) -> dict:
     return {"finished": finished, "pruned": pruned, "trial_epochs": epochs_run}
 
 
-def hypervolume(points: list[tuple[float, float]], ref_storage: float) -> float:
-    """Area dominated by (accuracy max, storage min) points above accuracy 0, below ``ref_storage``."""
-    hv, best_error = 0.0, 1.0
-    for storage, accuracy in sorted((s, a) for a, s in points):
-        error = 1.0 - accuracy
-        if storage < ref_storage and error < best_error:
-            hv += (ref_storage - storage) * (best_error - error)
-            best_error = error
-    return hv / ref_storage  # a fraction of the (accuracy 0..1) x (0..ref) box
+def normalized_hypervolume(points: list[tuple[float, float]], chance: float, fp32: float) -> float:
+    """The report's hypervolume (albsnn.report.pareto): a fraction of the (chance..1) x (0..fp32) box."""
+    accuracy, storage = [a for a, _ in points], [s for _, s in points]
+    return hypervolume_2d(accuracy, storage, (chance, fp32)) / ((1 - chance) * fp32)
 
 
-def evaluate(pipe, curves: dict, concurrency: int) -> list[dict]:
+def evaluate(pipe, curves: dict, concurrency: int, arms: dict) -> list[dict]:
+    chance = 1 / dataset_info(pipe.dataset).num_classes
     rows = []
     for seed, trials in curves.items():
-        ref = 1.1 * max(e["fp32_bytes"] for t in trials for e in t["epochs"])
-        for arm, spec in ARMS.items():
+        fp32 = max(e["fp32_bytes"] for t in trials for e in t["epochs"])
+        for arm, spec in arms.items():
             out = replay(pipe, trials, spec, concurrency)
             points = [(r[VAL_ACCURACY], r[STORAGE_BYTES]) for r in out["finished"]]
             rows.append(
                 {
                     "seed": int(seed),
                     "arm": arm,
-                    "hv": hypervolume(points, ref),
+                    "hv": normalized_hypervolume(points, chance, fp32),
                     "trial_epochs": out["trial_epochs"],
                     "pruned": out["pruned"],
                     "finished": len(out["finished"]),
@@ -201,6 +199,9 @@ def main() -> int:
     parser.add_argument("--curves", type=Path, default=None, help="JSON cache of the trained curves")
     parser.add_argument("--replay-only", action="store_true", help="read --curves, do not train")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--pareto", type=json.loads, default={}, help="pareto options as JSON, e.g. '{\"min_dominators\": 1}'"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -212,11 +213,12 @@ def main() -> int:
         curves = json.loads(args.curves.read_text())
     else:
         curves = train_curves(pipe, args.seeds, args.trials, args.curves)
-    text, ok = table(evaluate(pipe, curves, args.concurrency))
+    arms = {**ARMS, "pareto": {**ARMS["pareto"], **args.pareto}}
+    text, ok = table(evaluate(pipe, curves, args.concurrency, arms))
     print(text)
     print(
         f"\n{pipe.name}: {len(curves)} sampler seeds x {args.trials} trials x {pipe.epochs} epochs, "
-        f"concurrency {args.concurrency}; target {'met' if ok else 'NOT met'} "
+        f"concurrency {args.concurrency}, pareto {arms['pareto']}; target {'met' if ok else 'NOT met'} "
         f"({time.monotonic() - started:.0f} s)"
     )
     return 0 if ok else 1
