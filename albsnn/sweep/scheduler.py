@@ -110,6 +110,10 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         state["_study"], state["_trials"], state["pruned"] = None, {}, {}
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("extra_metrics", [])  # a sweep started before extra metrics existed
+        self.__dict__.update(state)
+
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # the pruning metric is ours, whatever the searcher optimises
 

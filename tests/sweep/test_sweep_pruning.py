@@ -198,3 +198,17 @@ def test_a_retried_trial_stays_prunable_and_only_a_final_failure_is_fail(tmp_pat
     sched.on_trial_result(None, final, {"epoch": 1, "val_accuracy": 0.5})
     sched.on_trial_error(None, final)
     assert sched.study.trials[1].state == TrialState.FAIL
+
+
+def test_scheduler_survives_tuner_pickles_old_and_new(tmp_path):
+    # Ray pickles the scheduler into tuner.pkl; a sweep started before extra metrics existed must
+    # still resume (and a new one keeps them).
+    import pickle
+
+    pruner = make_pruner("pareto", epochs=3, objectives=OBJECTIVES)
+    sched = OptunaPrunerScheduler(pruner, tmp_path / "optuna.journal", "p.pruning", max_step=3)
+    assert pickle.loads(pickle.dumps(sched)).extra_metrics == ["storage_bytes"]
+    old_state = {k: v for k, v in sched.__getstate__().items() if k != "extra_metrics"}
+    old = OptunaPrunerScheduler.__new__(OptunaPrunerScheduler)
+    old.__setstate__(old_state)
+    assert old.on_trial_result(None, _RayTrial("t"), {"epoch": 1, "val_accuracy": 0.5}) == old.CONTINUE
