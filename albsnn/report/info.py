@@ -238,7 +238,10 @@ class _Settings:
         if sweep_id not in self._base:
             rows = self.runs[(self.runs["sweep_id"] == sweep_id) & (self.runs["state"] == "FINISHED")]
             cfg = self.config(rows["run_id"].iloc[0]) if len(rows) else None
-            self._base[sweep_id] = {**_defaults(), **_base_config(self.data, sweep_id), **(cfg or {})}
+            # that run's own sampled values are not shared: a run without a (conditional) param
+            # trained with the default, not with another run's value
+            shared = {k: v for k, v in (cfg or {}).items() if k not in self.data.param_names}
+            self._base[sweep_id] = {**_defaults(), **_base_config(self.data, sweep_id), **shared}
         return self._base[sweep_id]
 
     def of(self, row: Mapping) -> dict:

@@ -10,7 +10,8 @@ imports Ray Tune, Optuna and MLflow on use (``pip install -e '.[sweep]'``).
     print(result.summary())
 
 Modules: ``space`` (search spaces -> Ray / Optuna domains), ``pipeline`` (pipeline files),
-``samplers`` / ``pruners`` (names -> Optuna objects), ``scheduler`` (an Optuna pruner as a Ray
+``samplers`` / ``pruners`` (names -> Optuna objects), ``pareto_pruner`` (pruning on all objectives
+at once, the multi-objective default), ``scheduler`` (an Optuna pruner as a Ray
 trial scheduler), ``search`` (``OptunaSearch`` that records PRUNED), ``trainable`` (the Ray
 trainable), ``runner`` (run and resume), ``testing`` (``DeterministicPruner``). MLflow:
 :mod:`albsnn.tracking`. Guide: ``docs/sweeps.md``.
@@ -26,6 +27,7 @@ from albsnn.sweep.space import Param, SearchSpace, load_search_space
 __all__ = [
     "DeterministicPruner",
     "OptunaPrunerScheduler",
+    "ParetoPruner",
     "Param",
     "Pipeline",
     "SearchSpace",
@@ -43,6 +45,7 @@ _LAZY = {
     "SweepResult": "albsnn.sweep.runner",
     "OptunaPrunerScheduler": "albsnn.sweep.scheduler",
     "StudySearch": "albsnn.sweep.search",
+    "ParetoPruner": "albsnn.sweep.pareto_pruner",
     "DeterministicPruner": "albsnn.sweep.testing",
     "make_pruner": "albsnn.sweep.pruners",
     "make_sampler": "albsnn.sweep.samplers",

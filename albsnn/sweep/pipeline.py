@@ -9,8 +9,8 @@
     objectives: {val_accuracy: max, storage_bytes: min}   # validation metrics only
     mode: search                        # search (Optuna sampler) | ablation (grid x seeds)
     sampler: {kind: tpe, n_startup_trials: 6}    # tpe | nsga2 | random | qmc (search mode)
-    pruner: {kind: median, n_startup_trials: 4}  # median | percentile | successive-halving |
-                                        # hyperband | wilcoxon | none
+    pruner: {kind: pareto, min_dominators: 2}    # pareto (default with 2+ objectives) | median |
+                                        # percentile | successive-halving | hyperband | wilcoxon | none
     num_samples: 16                     # trials (search); repeats of the grid (ablation)
     max_concurrent: 2
     resources: {cpus: 1, gpus: 0}       # per trial; fractional gpus pack trials on one card
@@ -107,10 +107,16 @@ class Pipeline:
 
     @property
     def prune_on(self) -> tuple[str, str]:
-        """(metric, mode) the pruner sees: a single objective, else validation accuracy (PRUNE_METRIC)."""
+        """(metric, mode) the pruning study records: a single objective, else validation accuracy."""
         if len(self.objectives) == 1:
             return next(iter(self.objectives.items()))
         return PRUNE_METRIC
+
+    @property
+    def prune_objectives(self) -> dict[str, str]:
+        """``{metric: mode}`` a multi-objective pruner (``pareto``) compares: :attr:`prune_on` first."""
+        metric, mode = self.prune_on
+        return {metric: mode, **{k: v for k, v in self.objectives.items() if k != metric}}
 
     def base_config(self) -> dict:
         """Fixed TrainConfig values shared by every trial (search-space values are added per trial)."""
@@ -118,12 +124,16 @@ class Pipeline:
         return {**self.train, **seed}
 
     def param_space(self) -> dict:
-        """The Ray Tune ``param_space``: fixed values, search-space domains and (ablation) the seeds grid."""
+        """The Ray Tune ``param_space``: fixed values, and in ablation mode the grid and the seeds.
+
+        In search mode the searcher samples the rest (:meth:`SearchSpace.suggest`, define-by-run).
+        """
         from ray import tune
 
+        if self.mode == "search":
+            return {**self.base_config(), **self.search_space.fixed_values()}
         space = {**self.base_config(), **self.search_space.to_ray()}
-        if self.mode == "ablation":
-            space["seed"] = tune.grid_search(list(self.seeds))
+        space["seed"] = tune.grid_search(list(self.seeds))
         return space
 
     def to_dict(self) -> dict:
@@ -212,8 +222,10 @@ def parse_pipeline(
     )
     if samples < 1:
         raise ConfigError(f"{where}: num_samples must be >= 1, but got {samples}")
-    pruner = pruner_spec(data.get("pruner"), where)
-    make_pruner(pruner, epochs, where)  # validates the options now, not after the cluster starts
+    # Pareto pruning by default where there is a front to keep; an ablation grid is never pruned
+    # unless asked, and a single objective keeps the pruner it names.
+    default_pruner = "pareto" if mode == "search" and len(objectives) > 1 else "none"
+    pruner = pruner_spec(data.get("pruner", default_pruner), where)
     sampler = sampler_spec(data.get("sampler"), where)
     if mode == "search":
         make_sampler(sampler, seeds[0], where)
@@ -233,7 +245,7 @@ def parse_pipeline(
     report = _section(
         where, "report", data.get("report", {}), {"enabled": bool, "out_dir": (str, type(None))}
     )
-    return Pipeline(
+    pipe = Pipeline(
         name=name,
         path=path,
         dataset=data["dataset"],
@@ -255,6 +267,9 @@ def parse_pipeline(
         tracking_uri=mlflow.get("tracking_uri"),
         report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
     )
+    # validate the pruner's options now, not after the cluster starts
+    make_pruner(pipe.pruner, epochs, where, pipe.prune_objectives)
+    return pipe
 
 
 def _objectives(where: str, objectives: dict) -> dict[str, str]:

@@ -4,6 +4,11 @@
 keys are the Optuna class's own arguments. A step is an epoch, so ``successive-halving`` and
 ``hyperband`` default to ``min_resource=1`` and ``max_resource=epochs``.
 
+``pareto`` (:class:`~albsnn.sweep.pareto_pruner.ParetoPruner`, the default of multi-objective
+search pipelines) judges all objectives at once: ``pruner: {kind: pareto, min_dominators: 2,
+margin: {val_accuracy: 0.01}}``. The others judge one metric, the pipeline's
+:attr:`~albsnn.sweep.pipeline.Pipeline.prune_on`.
+
 The pruner is asked by :class:`~albsnn.sweep.scheduler.OptunaPrunerScheduler` after every epoch.
 ``deterministic`` is the test double (:class:`~albsnn.sweep.testing.DeterministicPruner`).
 
@@ -43,6 +48,12 @@ def _wilcoxon(epochs: int, **kw):
     return require("optuna.pruners").WilcoxonPruner(**kw)
 
 
+def _pareto(epochs: int, objectives: dict, **kw):
+    from albsnn.sweep.pareto_pruner import ParetoPruner
+
+    return ParetoPruner(objectives, **kw)
+
+
 def _none(epochs: int):
     return require("optuna.pruners").NopPruner()
 
@@ -53,13 +64,15 @@ def _deterministic(epochs: int, **kw):
     return DeterministicPruner(**kw)
 
 
-# name -> factory(epochs, **options)
+# name -> factory(epochs, **options); a factory that takes `objectives` gets the pipeline's
+# {metric: mode} (the pruning metric first).
 PRUNERS: dict[str, Callable] = {
     "median": _median,
     "percentile": _percentile,
     "successive-halving": _successive_halving,
     "hyperband": _hyperband,
     "wilcoxon": _wilcoxon,
+    "pareto": _pareto,
     "none": _none,
     "deterministic": _deterministic,
 }
@@ -78,11 +91,18 @@ def pruner_spec(spec: object, where: str = "pipeline") -> dict:
     return dict(spec)
 
 
-def make_pruner(spec: object, epochs: int, where: str = "pipeline"):
-    """The Optuna pruner for ``spec``; a bad option is a :class:`ConfigError` listing the valid ones."""
+def make_pruner(spec: object, epochs: int, where: str = "pipeline", objectives: dict | None = None):
+    """The Optuna pruner for ``spec``; a bad option is a :class:`ConfigError` listing the valid ones.
+
+    ``objectives`` (``{metric: mode}``, the pruning metric first) is what ``pareto`` compares.
+    """
     spec = pruner_spec(spec, where)
     kind, options = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
     factory = PRUNERS[kind]
+    if "objectives" in options:
+        raise ConfigError(f"{where}: pruner {kind}: objectives come from the pipeline's objectives")
+    if "objectives" in inspect.signature(factory).parameters:
+        options["objectives"] = objectives or {}
     try:
         inspect.signature(factory).bind(epochs, **options)
         return factory(epochs, **options)

@@ -481,7 +481,7 @@ def _scheduler_and_searcher(pipe: Pipeline, info: dict, journal: Path):
     if pipe.pruner["kind"] != "none":
         metric, mode = pipe.prune_on
         scheduler = OptunaPrunerScheduler(
-            make_pruner(pipe.pruner, pipe.epochs),
+            make_pruner(pipe.pruner, pipe.epochs, objectives=pipe.prune_objectives),
             journal,
             info["pruning_study"],
             metric=metric,
@@ -492,6 +492,7 @@ def _scheduler_and_searcher(pipe: Pipeline, info: dict, journal: Path):
     if pipe.mode == "search":
         single = len(pipe.objectives) == 1
         searcher = StudySearch(
+            space=pipe.search_space.suggest,  # define-by-run: conditional parameters
             metric=pipe.metrics[0] if single else pipe.metrics,
             mode=pipe.modes[0] if single else pipe.modes,
             sampler=make_sampler(pipe.sampler, pipe.seeds[0]),

@@ -10,6 +10,11 @@ biases the sampler and the Pareto front. :class:`OptunaPrunerScheduler` closes t
   Ray trial (user attribute ``ray_trial_id``);
 * the configured Optuna pruner judges that trial (``Trial.should_prune``); when it says prune, the
   scheduler returns ``STOP`` and tells the pruning study PRUNED;
+* a pruner that compares several objectives (``ParetoPruner.extra_metrics``) also gets their
+  values of that epoch, kept on the same Optuna trial (:func:`~albsnn.sweep.pareto_pruner.report_objectives`);
+* a crashed trial that Ray retries (``FailureConfig``) stays RUNNING in the pruning study, keeps
+  its reported epochs and can still be pruned; only a final failure is told FAIL (Ray calls
+  ``on_trial_error`` for both, see :func:`_is_retry`);
 * :meth:`is_pruned` lets :class:`~albsnn.sweep.search.StudySearch` record the trial as PRUNED in the
   search study and the MLflow callback end its run KILLED.
 
@@ -28,6 +33,7 @@ from pathlib import Path
 
 from albsnn.metrics import VAL_ACCURACY
 from albsnn.sweep._imports import require
+from albsnn.sweep.pareto_pruner import report_objectives
 
 __all__ = ["OptunaPrunerScheduler", "open_journal"]
 
@@ -43,6 +49,17 @@ def open_journal(path: str | Path):
     return storages.JournalStorage(journal.JournalFileBackend(str(path)))
 
 
+def _is_retry(trial) -> bool:
+    """Whether Ray is about to requeue ``trial`` after an error (vs. giving up on it).
+
+    Ray 2.60 calls ``on_trial_error`` on both paths of ``TuneController._process_trial_failure``:
+    a retry (``trial.should_recover()``; ``_try_recover`` has already set the trial to ERROR and
+    ``_requeue_trial`` sets it PENDING after this call) and a final failure (called while the trial is
+    still RUNNING or PENDING, followed by the searcher's error and the callbacks' ``on_trial_error``).
+    """
+    return trial.status == trial.ERROR and trial.should_recover()
+
+
 class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
     """Ask an Optuna pruner after every reported epoch; stop the trials it prunes.
 
@@ -55,6 +72,8 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         step_key: the reported value used as the step (the epoch, 1-based).
         max_step: the last step (the sweep's ``epochs``): a trial that reached it has spent its
             compute, so it is never pruned there (its value is still reported).
+        extra_metrics: reported metrics recorded per step besides ``metric``; default: what the
+            pruner reads (``pruner.extra_metrics``, e.g. ``storage_bytes`` for ``ParetoPruner``).
     """
 
     def __init__(
@@ -66,6 +85,7 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         mode: str = "max",
         step_key: str = "epoch",
         max_step: int | None = None,
+        extra_metrics: list[str] | None = None,
     ):
         super().__init__()
         if mode not in ("max", "min"):
@@ -77,6 +97,9 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         self.mode = mode
         self.step_key = step_key
         self.max_step = max_step
+        self.extra_metrics = list(
+            getattr(pruner, "extra_metrics", []) if extra_metrics is None else extra_metrics
+        )
         self._study = None
         self._trials: dict[str, object] = {}  # ray trial id -> optuna.trial.Trial
         self.pruned: dict[str, int] = {}  # ray trial id -> epoch it was pruned at
@@ -86,6 +109,10 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         state = self.__dict__.copy()
         state["_study"], state["_trials"], state["pruned"] = None, {}, {}
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("extra_metrics", [])  # a sweep started before extra metrics existed
+        self.__dict__.update(state)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # the pruning metric is ours, whatever the searcher optimises
@@ -144,6 +171,9 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         if frozen.state.is_finished():
             return self.CONTINUE
         if step not in frozen.intermediate_values:
+            # the extra values first: the pruner reads them when it judges this step
+            extra = {m: result[m] for m in self.extra_metrics if m in result}
+            report_objectives(ot_trial, extra, step)
             ot_trial.report(float(result[self._metric]), step)
         if (self.max_step is not None and step >= self.max_step) or not ot_trial.should_prune():
             return self.CONTINUE
@@ -166,6 +196,8 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
             self.study.tell(ot_trial, float(value), skip_if_finished=True)
 
     def on_trial_error(self, tune_controller, trial) -> None:
+        if _is_retry(trial):  # Ray requeues it: it stays RUNNING (and prunable) in the study
+            return
         state = require("optuna.trial").TrialState
         self.study.tell(self._trial(trial.trial_id), state=state.FAIL, skip_if_finished=True)
 

@@ -59,7 +59,7 @@ class StudySearch(_optuna_search.OptunaSearch):
         self._is_pruned = is_pruned
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials and not callable(self._space):
+        if trial_id not in self._ot_trials:
             orphan = self._orphan()
             if orphan is not None:
                 self._ot_trials[trial_id] = orphan

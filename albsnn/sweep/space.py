@@ -14,15 +14,24 @@ A search space file names parameters under the groups ``model``, ``estimator``, 
     training:
       lr: {loguniform: [1e-4, 1e-2]}
 
+A parameter may be *conditional*: ``when: {parent: [values]}`` samples it only in trials whose
+``parent`` (a ``choice`` or ``fixed`` parameter of the same file) took one of ``values``; other
+trials leave it out and train with the TrainConfig default::
+
+    bwo:
+      bwo: {choice: [project, "off"]}
+      bwo_patience: {int: [1, 5], when: {bwo: [project]}}   # no BWO knobs when bwo is off
+
 Names are ``TrainConfig`` fields, each under the group its field's ``group`` metadata names
 (:data:`GROUPS` is read from that metadata, so TrainConfig is the one source). Every value
 is checked against the field's type and against the trainer's own validation, together with the
 space's ``fixed`` values (``binarize: random`` needs a fixed ``budget``), so a sweep never starts
 with a value the trainer would reject. Errors name the file, the parameter and the problem.
 
-:meth:`SearchSpace.to_ray` gives the Ray Tune ``param_space`` entries (``int: [lo, hi]`` becomes
-``tune.randint(lo, hi + 1)``: Ray's upper bound is exclusive); :meth:`SearchSpace.to_optuna` gives
-the Optuna distributions that Ray's ``OptunaSearch`` derives from them.
+:meth:`SearchSpace.suggest` is the Optuna define-by-run search space a search sweep samples from
+(conditions are what define-by-run is for); :meth:`SearchSpace.to_ray` gives Ray Tune domains
+(``int: [lo, hi]`` becomes ``tune.randint(lo, hi + 1)``: Ray's upper bound is exclusive), which an
+ablation sweep enumerates; :meth:`SearchSpace.to_optuna` gives the Optuna distributions.
 
     >>> space = load_search_space("search_spaces/demo.yaml")
     >>> sorted(space.names)[:2]
@@ -54,6 +63,7 @@ __all__ = [
 ]
 
 KINDS = ("choice", "uniform", "loguniform", "int", "grid", "fixed")
+WHEN = "when"  # the condition key of a parameter spec
 SEARCH_KINDS = ("choice", "uniform", "loguniform", "int", "fixed")
 ABLATION_KINDS = ("grid", "fixed")
 
@@ -101,6 +111,23 @@ class Param:
     kind: str
     values: tuple
     type: str  # "float" | "int" | "str" | "bool": how a reader casts MLflow's string params
+    when: tuple[tuple[str, tuple], ...] = ()  # ((parent, allowed values), ...): all must hold
+
+    def active(self, chosen: dict) -> bool:
+        """Whether this parameter is sampled, given the values ``chosen`` so far (parents first)."""
+        return all(parent in chosen and chosen[parent] in allowed for parent, allowed in self.when)
+
+    def suggest(self, trial):
+        """Sample this parameter on Optuna ``trial`` (define-by-run); a ``fixed`` value is returned."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.kind in ("uniform", "loguniform"):
+            return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "loguniform")
+        if self.kind == "int":
+            return trial.suggest_int(self.name, self.low, self.high)
+        if self.kind == "fixed":
+            return self.values[0]
+        raise ConfigError(f"parameter {self.group}.{self.name}: {self.kind} cannot be sampled")
 
     @property
     def low(self):
@@ -165,6 +192,23 @@ class SearchSpace:
         """``{field: optuna distribution}`` for the sampled parameters (fixed ones left out)."""
         return {p.name: d for p in self.params if (d := p.to_optuna()) is not None}
 
+    def fixed_values(self) -> dict:
+        """``{field: value}`` of the unconditional ``fixed`` parameters (every trial has them)."""
+        return {p.name: p.values[0] for p in self.params if p.kind == "fixed" and not p.when}
+
+    def suggest(self, trial) -> dict:
+        """Optuna define-by-run search space: sample ``trial``'s values, parents before children.
+
+        A conditional parameter whose condition fails is not sampled and not returned (its trial
+        uses the TrainConfig default). Picklable (a bound method of a frozen dataclass), so Ray's
+        ``OptunaSearch(space=space.suggest)`` survives experiment snapshots.
+        """
+        chosen: dict = {}
+        for p in self.params:  # parents come first (parse_search_space orders them)
+            if p.active(chosen):
+                chosen[p.name] = p.suggest(trial)
+        return chosen
+
     def types(self) -> dict[str, str]:
         """``{field: "float" | "int" | "str" | "bool"}`` (the MLflow tag ``albsnn.search_space_types``)."""
         return {p.name: p.type for p in self.params}
@@ -173,6 +217,11 @@ class SearchSpace:
         """Search mode samples (no ``grid``); ablation mode enumerates (``grid`` and ``fixed`` only)."""
         allowed = SEARCH_KINDS if mode == "search" else ABLATION_KINDS
         for p in self.params:
+            if p.when and mode != "search":
+                raise ConfigError(
+                    f"{self.path or 'search space'}: parameter {p.group}.{p.name}: `when` needs "
+                    f"mode: search (an ablation grid enumerates every combination); remove the condition"
+                )
             if p.kind not in allowed:
                 hint = (
                     "grid is for `mode: ablation`; use choice in search mode"
@@ -219,6 +268,7 @@ def parse_search_space(data: dict, path: Path | None = None) -> SearchSpace:
             params.append(_parse_param(label, name, group, spec, types[name]))
     if not params:
         raise ConfigError(f"{where}: no parameters")
+    params = _order_by_condition(where, params)
     _check_values(where, params)
     return SearchSpace(tuple(params), path)
 
@@ -226,6 +276,8 @@ def parse_search_space(data: dict, path: Path | None = None) -> SearchSpace:
 def _parse_param(label: str, name: str, group: str, spec: object, kind_type: type) -> Param:
     if not isinstance(spec, dict):  # a bare scalar is a fixed value
         spec = {"fixed": spec}
+    spec = dict(spec)
+    when = _parse_when(label, spec.pop(WHEN)) if WHEN in spec else ()
     if len(spec) != 1:
         raise ConfigError(f"{label}: expected exactly one of {list(KINDS)}, but got keys {sorted(spec)}")
     ((kind, raw),) = spec.items()
@@ -257,7 +309,74 @@ def _parse_param(label: str, name: str, group: str, spec: object, kind_type: typ
             raise ConfigError(f"{label}: {kind} lists a value twice: {list(values)}")
     else:
         values = (_convert(label, raw, kind_type, optional=name in _optional_fields()),)
-    return Param(name, group, kind, values, type_name)
+    return Param(name, group, kind, values, type_name, when)
+
+
+def _parse_when(label: str, when: object) -> tuple:
+    """``{parent: [values]}`` (a single value is a list of one) -> ``((parent, (values...)), ...)``."""
+    if not isinstance(when, dict) or not when:
+        raise ConfigError(f"{label}: when takes {{parent: [values]}}, e.g. when: {{bwo: [project]}}")
+    out = []
+    for parent, allowed in when.items():
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        if not allowed:
+            raise ConfigError(f"{label}: when.{parent} lists no values")
+        out.append((str(parent), tuple(allowed)))
+    return tuple(out)
+
+
+def _order_by_condition(where: str, params: list[Param]) -> list[Param]:
+    """Check each condition against its parent and order parents before their children.
+
+    A parent must be a ``choice`` or ``fixed`` parameter of this space, and the values a condition
+    lists must be values the parent can take (converted to its type: ``when: {time_steps: [2]}``).
+    """
+    by_name = {p.name: p for p in params}
+    resolved = []
+    for p in params:
+        when = []
+        for parent, allowed in p.when:
+            label = f"{where}: parameter {p.group}.{p.name}"
+            if parent not in by_name:
+                raise ConfigError(
+                    f"{label}: when names {parent!r}, which is not a parameter of this search space; "
+                    f"add {parent} to the space or remove the condition"
+                )
+            owner = by_name[parent]
+            if owner.kind not in ("choice", "fixed"):
+                raise ConfigError(
+                    f"{label}: when names {parent}, a {owner.kind} parameter; a condition needs a "
+                    f"choice or fixed parent"
+                )
+            kind_type = {"float": float, "int": int, "str": str, "bool": bool}[owner.type]
+            values = tuple(_convert(f"{label}: when.{parent}", v, kind_type, True) for v in allowed)
+            missing = [v for v in values if v not in owner.values]
+            if missing:
+                raise ConfigError(
+                    f"{label}: when.{parent} lists {missing}, which {parent} never takes "
+                    f"(its values: {list(owner.values)})"
+                )
+            when.append((parent, values))
+        resolved.append(dataclasses.replace(p, when=tuple(when)))
+    return _parents_first(where, resolved)
+
+
+def _parents_first(where: str, params: list[Param]) -> list[Param]:
+    """File order, except that a conditional parameter comes after its parents; cycles are errors."""
+    ordered: list[Param] = []
+    placed: set[str] = set()
+    pending = list(params)
+    while pending:
+        ready = [p for p in pending if all(parent in placed for parent, _ in p.when)]
+        if not ready:
+            names = ", ".join(f"{p.group}.{p.name}" for p in pending)
+            raise ConfigError(
+                f"{where}: the conditions of parameters {names} form a cycle; make one of them unconditional"
+            )
+        ordered.extend(ready)
+        placed.update(p.name for p in ready)
+        pending = [p for p in pending if p.name not in placed]
+    return ordered
 
 
 def _convert(label: str, value: object, kind_type: type, optional: bool = False) -> object:
@@ -289,9 +408,11 @@ def _check_values(where: str, params: list[Param]) -> None:
     The context lets one value depend on another (``binarize: random`` needs a ``budget``, which an
     ablation grid fixes). Fixed values are checked first, so a bad one is named by its own label.
     """
-    fixed = {p.name: p.values[0] for p in params if p.kind == "fixed"}
+    fixed = {p.name: p.values[0] for p in params if p.kind == "fixed" and not p.when}
     for p in sorted(params, key=lambda p: p.kind != "fixed"):
-        context = {k: v for k, v in fixed.items() if k != p.name}
+        # a conditional value is checked in the setting it is sampled in: its parents' values
+        condition = {parent: allowed[0] for parent, allowed in p.when}
+        context = {k: v for k, v in {**fixed, **condition}.items() if k != p.name}
         for value in p.values:
             _check_with_trainer(f"{where}: parameter {p.group}.{p.name}", p.name, value, context)
 

@@ -97,7 +97,8 @@ def test_bridge_never_prunes_at_the_last_epoch(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(set(PRUNERS) - {"deterministic"}))
 def test_every_named_pruner_builds_an_optuna_pruner(name):
-    assert isinstance(make_pruner({"kind": name}, epochs=6), optuna.pruners.BasePruner)
+    objectives = {"val_accuracy": "max", "storage_bytes": "min"}  # what a pipeline passes
+    assert isinstance(make_pruner({"kind": name}, epochs=6, objectives=objectives), optuna.pruners.BasePruner)
 
 
 @pytest.mark.parametrize(
@@ -274,12 +275,16 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
     good = write_pipeline(tmp_path, "cli-good", mlflow={"experiment": "never-created"})
     unknown_key = write_pipeline(tmp_path, "cli-key", colour="blue")
     bad_param = write_pipeline(tmp_path, "cli-param", space="model:\n  depth: {choice: [1, 2]}\n")
+    orphan_condition = write_pipeline(
+        tmp_path, "cli-when", space="bwo:\n  bwo_patience: {int: [1, 5], when: {bwo: [project]}}\n"
+    )
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("name: [unclosed\n")
     cases = [
         ([str(malformed)], "malformed YAML"),
         ([str(unknown_key)], "unknown pipeline key(s) ['colour']"),
         ([str(bad_param)], "does not take 'depth'"),
+        ([str(orphan_condition)], "bwo.bwo_patience: when names 'bwo', which is not a parameter"),
         ([str(good), "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
         ([str(good), "--address", "ray://127.0.0.1:9"], "ray://127.0.0.1:9"),
         ([str(good), "--resume"], "--resume: no sweep of pipeline 'cli-good'"),

@@ -138,6 +138,58 @@ def test_trial_failing_once_is_retried_from_its_checkpoint_with_one_run(
         assert trial.last_result["iterations_since_restore"] == 2  # restored from epoch 1
 
 
+def test_trial_retried_under_an_active_pruner_can_still_be_pruned_and_ends_in_one_state(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: Ray calls the scheduler's on_trial_error on every retry; the pruning study must keep the
+    # trial RUNNING then (not FAIL), so the retried trial is still judged and can be PRUNED, and
+    # Ray, both Optuna studies and MLflow agree on one state per trial.
+    # Both trials fail once at epoch 2 (after reporting epoch 1); the pruner prunes the pruning
+    # study's trial number 1 from epoch 2 on, which only a retried trial can reach.
+    path = write_pipeline(
+        tmp_path, "retry-prune", num_samples=2, pruner={"kind": "deterministic", "every": 2, "at_step": 2}
+    )
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False, fail_once_at_epoch=2)
+    assert result.counts == {"FINISHED": 1, "PRUNED": 1, "FAILED": 0}
+
+    ray_trials = {t.trial_id: t for t in ExperimentAnalysis(str(result.sweep_dir)).trials}
+    assert all(t.status == "TERMINATED" and t.run_metadata.num_failures == 1 for t in ray_trials.values())
+    runs = {r.data.tags["albsnn.trial_id"]: r for r in _children(tracking_uri, result)}
+    assert set(runs) == set(ray_trials)
+    search = {t.user_attrs["ray_trial_id"]: t for t in _study(result, result.optuna_study).trials}
+    pruning = {t.user_attrs["ray_trial_id"]: t for t in _study(result, f"{result.sweep_id}.pruning").trials}
+    for trial_id, run in runs.items():
+        assert run.data.tags["albsnn.retries"] == "1"
+        if run.data.tags["albsnn.trial_state"] == "PRUNED":
+            assert run.info.status == "KILLED" and _steps(tracking_uri, run) == [1, 2]
+            assert ray_trials[trial_id].last_result["epoch"] == 2
+            assert search[trial_id].state == pruning[trial_id].state == TrialState.PRUNED
+            assert sorted(pruning[trial_id].intermediate_values) == [1, 2]
+        else:
+            assert run.info.status == "FINISHED" and _steps(tracking_uri, run) == [1, 2, 3]
+            assert search[trial_id].state == pruning[trial_id].state == TrialState.COMPLETE
+
+
+def test_conditional_parameter_reaches_only_the_trials_whose_parent_matches(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: define-by-run through Ray: a trial's config, its MLflow params and its Optuna trial
+    # hold `time_steps` exactly when `width` is 0.5.
+    space = "model:\n  width: {choice: [0.25, 0.5]}\n  time_steps: {int: [1, 2], when: {width: [0.5]}}\n"
+    path = write_pipeline(tmp_path, "conditional", space=space, num_samples=6, epochs=2)
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    assert result.counts["FINISHED"] == 6
+    search = {t.user_attrs["ray_trial_id"]: t for t in _study(result, result.optuna_study).trials}
+    widths = set()
+    for run in _children(tracking_uri, result):
+        params = run.data.params
+        widths.add(params["width"])
+        assert ("time_steps" in params) == (params["width"] == "0.5")
+        sampled = {k: str(v) for k, v in search[run.data.tags["albsnn.trial_id"]].params.items()}
+        assert sampled == {k: v for k, v in params.items() if k != "seed"}
+    assert widths == {"0.25", "0.5"}
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

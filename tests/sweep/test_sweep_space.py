@@ -58,6 +58,9 @@ def test_yaml_round_trips_to_the_optuna_distributions_ray_derives(tmp_path):
     }
     assert space.to_optuna() == expected
     assert OptunaSearch.convert_search_space(space.to_ray()) == expected
+    trial = optuna.create_study().ask()  # the define-by-run space a search sweep samples from
+    assert space.suggest(trial) == {**trial.params, "epochs": 3}
+    assert trial.distributions == expected
     ray_space = space.to_ray()
     assert ray_space["epochs"] == 3
     assert (ray_space["time_steps"].lower, ray_space["time_steps"].upper) == (1, 5)
@@ -210,6 +213,78 @@ def test_ablation_param_space_is_the_grid_times_the_seeds(write_pipeline, tmp_pa
     assert space["head"] == tune.grid_search(["gap", "fc"])
     assert space["seed"] == tune.grid_search([0, 1, 2])
     assert space["epochs"] == 3 and space["dataset"] == "digits"
+
+
+CONDITIONAL_SPACE = """
+bwo:
+  bwo_patience: {int: [1, 5], when: {bwo: [project]}}   # before its parent: order is resolved
+  bwo: {choice: [project, "off"]}
+  bwo_eps: {loguniform: [1e-3, 5e-2], when: {bwo: project}}
+model:
+  width: {choice: [0.25, 0.5]}
+  time_steps: {int: [1, 2], when: {width: [0.5], bwo: [project]}}
+"""
+
+
+def test_conditional_parameters_are_sampled_only_when_their_parent_matches(tmp_path):
+    # Rule: BWO knobs are sampled only with BWO on; a trial without them trains with the defaults
+    # and its Optuna trial has no such parameter (define-by-run), so samplers never see noise.
+    space = load_search_space(_space(tmp_path, CONDITIONAL_SPACE))
+    assert space.names.index("bwo") < space.names.index("bwo_patience")
+    assert space["bwo_eps"].when == (("bwo", ("project",)),)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        values = space.suggest(trial)
+        assert values == trial.params
+        on = values["bwo"] == "project"
+        assert ("bwo_patience" in values) == on and ("bwo_eps" in values) == on
+        assert ("time_steps" in values) == (on and values["width"] == 0.5)
+        seen.add((on, "time_steps" in values))
+    assert seen == {(False, False), (True, False), (True, True)}
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("bwo:\n  bwo_patience: {int: [1, 5], when: {bwo: [project]}}\n", "when names 'bwo', which is not"),
+        (
+            'bwo:\n  bwo: {choice: [project, "off"]}\n  bwo_eps: {uniform: [0.1, 0.2], when: {bwo: [on]}}\n',
+            "never takes",
+        ),
+        (
+            "model:\n  decay: {uniform: [0.2, 0.9]}\n  width: {choice: [0.5, 1.0], when: {decay: [0.5]}}\n",
+            "a uniform parameter",
+        ),
+        (
+            "model:\n  width: {choice: [0.5], when: {head: [gap]}}\n"
+            "  head: {choice: [gap], when: {width: [0.5]}}\n",
+            "form a cycle",
+        ),
+        ("model:\n  width: {choice: [0.5], when: [head]}\n", "when takes {parent: [values]}"),
+    ],
+)
+def test_bad_conditions_are_one_line_errors_naming_the_parameter(tmp_path, text, words):
+    with pytest.raises(ConfigError) as info:
+        load_search_space(_space(tmp_path, text))
+    message = str(info.value)
+    assert words in message and "\n" not in message and "parameter" in message
+
+
+def test_conditions_need_search_mode(write_pipeline, tmp_path):
+    space = "model:\n  head: {fixed: gap}\n  width: {grid: [0.25, 0.5], when: {head: [gap]}}\n"
+    path = write_pipeline(tmp_path, "cond-abl", space=space, mode="ablation", sampler=None)
+    with pytest.raises(ConfigError, match="model.width: `when` needs mode: search"):
+        load_pipeline(path)
+
+
+def test_search_param_space_holds_only_values_every_trial_shares(write_pipeline, tmp_path):
+    # Rule: the searcher samples (define-by-run); Ray's param_space must not hold domains too.
+    space = "model:\n  head: {fixed: gap}\n  width: {choice: [0.25, 0.5]}\n"
+    space += "  time_steps: {fixed: 2, when: {width: [0.5]}}\n"
+    param_space = load_pipeline(write_pipeline(tmp_path, "ps", space=space)).param_space()
+    assert param_space["head"] == "gap" and "width" not in param_space and "time_steps" not in param_space
 
 
 # pipeline overrides -> words of the message
