@@ -133,6 +133,7 @@ BAD = [
     (["--budget", "1.5"], "budget"),
     (["--time-steps", "0"], "time_steps (T) must be >= 1"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--lif-backend", "cuda-magic"], "invalid choice: 'cuda-magic'"),
 ]
 
 
