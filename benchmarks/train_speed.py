@@ -1,23 +1,28 @@
 r"""Training-step time of the ``fmnist`` network: albsnn vs the same network on SpikingJelly 2.0.
 
 The network is 64C3-128C3-P2-256C3-256C3-P2-GAP (28x28x1 input, 10 classes), every conv followed by
-BatchNorm and a LIF layer. Three implementations are timed on the same device, batch, data and
+BatchNorm and a LIF layer. These implementations are timed on the same device, batch, data and
 optimizer (Adam, lr 1e-3), one training step = zero_grad + forward + cross-entropy + backward + step:
 
-* ``ours``      ``albsnn.models.build_model(arch="fmnist")`` fed the static ``[B, 1, 28, 28]`` batch.
-                Direct encoding: conv1 + bn1 run once on ``B`` images and their output is expanded
-                over T (a legitimate saving of (T-1)/T of the first layer's work).
-* ``ours-seq``  the same model fed ``x.repeat(T, ...)`` as ``[T, B, 1, 28, 28]``, i.e. without that trick.
+* ``ours-loop``     ``albsnn.models.build_model(arch="fmnist", lif_backend="loop")`` fed the static
+                    ``[B, 1, 28, 28]`` batch: autograd over ``lif_step`` per time step (the reference).
+                    Direct encoding: conv1 + bn1 run once on ``B`` images and their output is expanded
+                    over T (a legitimate saving of (T-1)/T of the first layer's work).
+* ``ours-fused``    the same with ``lif_backend="auto"``: the fused LIF (PyTorch function on CPU, Triton
+                    kernels on CUDA when Triton imports).
+* ``ours-compiled`` ``ours-fused`` under ``torch.compile`` (compiled in the untimed warm-up steps).
+* ``ours-seq``      (only with ``--impls``) ``ours-fused`` fed ``x.repeat(T, ...)`` as ``[T, B, 1, 28, 28]``.
 * ``sj``        SpikingJelly 2.0 multi-step (``step_mode='m'``) ``layer.Conv2d`` / ``layer.BatchNorm2d`` /
                 ``neuron.LIFNode`` / ``layer.MaxPool2d`` ..., fed ``x.repeat(T, ...)`` (SpikingJelly's
                 own tutorial encoding), ``functional.reset_net`` after every step. Its weights are
-                copied from ``ours`` so all three compute the same function.
+                copied from ``ours-loop`` so all compute the same function.
 
 Neuron semantics: ours is ``h = 0.5 v + x``, fire at ``h >= 1``, hard reset to 0, ATan(alpha=2)
 surrogate. ``LIFNode(tau=2.0, decay_input=False, v_reset=0.0, v_threshold=1.0,
 surrogate_function=ATan(alpha=2.0))`` computes ``h = v - (v - 0) / 2 + x``, the same number
 (``v - v/2`` is exact in floating point). Before timing, the script checks that spikes and input
-gradients agree bit for bit on random currents, and that the three networks give the same logits.
+gradients agree on random currents, and prints how far each network's logits and conv1 gradients are
+from ``ours-loop``.
 
 Timing: warm-up steps are excluded; then ``--reps`` rounds, each timing ``--steps`` consecutive
 steps of every implementation, in the order ABC, CBA, ABC, ... so that drift (thermal, turbo,
@@ -44,13 +49,14 @@ Run from the repository root (the package must be importable: ``pip install -e .
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --device cpu --data-dir ../shared/data \
         --threads 1 --clock cpu --width 0.25
 
-    # GPU (defaults batch 128, 50 steps x 5 rounds, 10 warm-up), H100 target: sj/ours >= 3 at T=1 and 4
+    # GPU (defaults batch 128, 50 steps x 5 rounds, 10 warm-up), H100 target: sj/ours-* >= 3 at T=1 and 4
     PYTHONPATH=. python benchmarks/train_speed.py --device cuda --data-dir ../shared/data \
         --json runs/train_speed_h100.json
 
 Measured on a 2-core AMD EPYC (torch 2.13 CPU, SpikingJelly 2.0.0, width 1.0, batch 32, 1 thread, CPU
-clock, median of 20 paired rounds): sj / ours = 1.14x at T=1 and 1.16x at T=4 (ours 0.55 s and 2.38 s
-per step). Convolutions are 73-78 % of a CPU step in all three. Not yet measured on a GPU. Details:
+clock, median of 20 paired rounds), before the fused LIF existed: sj / ours-loop = 1.14x at T=1 and
+1.16x at T=4 (ours-loop 0.55 s and 2.38 s per step). Convolutions are 73-78 % of a CPU step.
+Not yet measured on a GPU (benchmarks/gpu_check.sh runs it). Details:
 docs/performance.md, "Training speed vs SpikingJelly".
 """
 

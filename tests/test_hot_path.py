@@ -165,6 +165,19 @@ def test_a_deterministic_run_trains_like_a_plain_one_on_cpu(digits):
     assert losses[0] == losses[1]
 
 
+def test_an_op_without_a_deterministic_kernel_names_itself(digits):
+    class Scatter:  # a user callback that runs an op torch has no deterministic kernel for
+        def on_fit_start(self, trainer):
+            torch.zeros(3).put_(torch.tensor([0]), torch.tensor([1.0]))
+
+    try:
+        with pytest.raises(ConfigError, match=r"deterministic: .*put_ does not have a .*run without"):
+            fit(_config(deterministic=True), [Scatter()], splits=digits)
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+
+
 def test_default_batch_size_depends_on_the_device(digits):
     assert Trainer(_config(batch_size=None), splits=digits).batch_size == 64
 
