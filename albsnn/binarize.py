@@ -139,6 +139,10 @@ class BinaryLayer(nn.Module):
         """Turn ``alpha`` into a trained parameter, starting from its current ``mean|W|`` value."""
         with torch.no_grad():
             self.alpha.copy_(compute_alpha(self.weight, self.binarizer.alpha))
+        self.mark_alpha_learned()
+
+    def mark_alpha_learned(self) -> None:
+        """``alpha`` as it is now becomes the trained scale (buffer, its Python mirror, gradient)."""
         self.alpha_learned.fill_(True)
         self._alpha_learned = True
         self.alpha.requires_grad_(True)
