@@ -113,8 +113,9 @@ class BinaryLayer(nn.Module):
         self.alpha = nn.Parameter(torch.ones(shape), requires_grad=False)
         self.register_buffer("binary", torch.tensor(False))
         self.register_buffer("alpha_learned", torch.tensor(False))
-        # A Python mirror of the buffer: reading a CUDA buffer in every forward would sync the device.
+        # Python mirrors of the buffers: reading a CUDA buffer in every forward would sync the device.
         self._is_binary = False
+        self._alpha_learned = False
         self.register_load_state_dict_post_hook(_sync_binary_flag)
 
     @property
@@ -130,7 +131,7 @@ class BinaryLayer(nn.Module):
         self._is_binary = bool(flag)
 
     def current_alpha(self) -> torch.Tensor:
-        if bool(self.alpha_learned):
+        if self._alpha_learned:
             return self.alpha
         return compute_alpha(self.weight, self.binarizer.alpha)
 
@@ -138,7 +139,12 @@ class BinaryLayer(nn.Module):
         """Turn ``alpha`` into a trained parameter, starting from its current ``mean|W|`` value."""
         with torch.no_grad():
             self.alpha.copy_(compute_alpha(self.weight, self.binarizer.alpha))
+        self.mark_alpha_learned()
+
+    def mark_alpha_learned(self) -> None:
+        """``alpha`` as it is now becomes the trained scale (buffer, its Python mirror, gradient)."""
         self.alpha_learned.fill_(True)
+        self._alpha_learned = True
         self.alpha.requires_grad_(True)
 
     def binarized_weight(self) -> torch.Tensor:
@@ -151,6 +157,7 @@ class BinaryLayer(nn.Module):
 
 def _sync_binary_flag(module: BinaryLayer, incompatible_keys) -> None:
     module._is_binary = bool(module.binary)
+    module._alpha_learned = bool(module.alpha_learned)
 
 
 class BinaryConv2d(nn.Conv2d, BinaryLayer):

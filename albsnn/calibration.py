@@ -68,13 +68,11 @@ def evaluate(model: nn.Module, batches: Batches, prepare: Prepare) -> tuple[floa
     """``(accuracy, mean cross-entropy)`` of ``model`` in eval mode over ``batches``."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long)
-    loss = torch.zeros(())
-    n = 0
-    for x, y in batches:
+    correct, loss, n = 0, 0.0, 0
+    for x, y in batches:  # sums stay on the device, read once at the end (no wait per batch)
         logits = model(prepare(x)).float()
-        correct = correct + (logits.argmax(1) == y).sum().cpu()
-        loss = loss + torch.nn.functional.cross_entropy(logits, y, reduction="sum").cpu()
+        correct = correct + (logits.argmax(1) == y).sum()
+        loss = loss + torch.nn.functional.cross_entropy(logits, y, reduction="sum")
         n += len(y)
     model.train(was_training)
     return float(correct) / max(n, 1), float(loss) / max(n, 1)

@@ -158,7 +158,7 @@ class Taylor(Estimator):
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor] = {}
         self._batches = 0
-        self._loss = 0.0
+        self._loss: torch.Tensor | float = 0.0
 
     def on_epoch_start(self) -> None:
         self._sums, self._batches, self._loss = {}, 0, 0.0
@@ -166,7 +166,8 @@ class Taylor(Estimator):
     @torch.no_grad()
     def after_backward(self, layers: dict[str, BinaryLayer], loss: torch.Tensor) -> None:
         self._batches += 1
-        self._loss += float(loss.detach())
+        # Device tensors, read once in estimate(): a float() per batch would sync a GPU every step.
+        self._loss = self._loss + loss.detach().float()
         for name, layer in layers.items():
             g = layer.weight.grad
             if g is None:
@@ -177,7 +178,7 @@ class Taylor(Estimator):
     def estimate(self, name: str, layer: BinaryLayer) -> float:
         if not self._batches or name not in self._sums:
             return float("nan")  # no gradient seen yet: unknown, so never binarized
-        mean_loss = max(self._loss / self._batches, 1e-12)
+        mean_loss = max(float(self._loss) / self._batches, 1e-12)
         return 100.0 * float(self._sums[name]) / self._batches / mean_loss
 
 

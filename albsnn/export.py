@@ -295,8 +295,7 @@ def _restore_binary(module: BinaryLayer, prefix: str, tensors: _Tensors) -> None
     # |alpha| keeps sign(latent) == stored sign even if a learned alpha went negative.
     module.weight.copy_(alpha.abs() * signs)
     module.alpha.copy_(alpha)
-    module.alpha_learned.fill_(True)
-    module.alpha.requires_grad_(True)  # as learn_alpha() leaves it, so fine-tuning keeps training it
+    module.mark_alpha_learned()  # as learn_alpha() leaves it, so fine-tuning keeps training alpha
 
 
 def _restore(path: Path, model: nn.Module, tensors: _Tensors) -> None:

@@ -34,6 +34,7 @@ from torch import nn
 
 from albsnn.binarize import ALPHA_MODES, Binarizer, BinaryConv2d, BinaryLinear
 from albsnn.errors import ConfigError
+from albsnn.fused_lif import LIF_BACKENDS
 from albsnn.interval import check_in_range
 from albsnn.neuron import LIF, RESETS
 from albsnn.surrogate import SURROGATES, get_surrogate
@@ -47,6 +48,7 @@ __all__ = [
     "list_models",
     "build_model",
     "count_parameters",
+    "GlobalAvgPool",
 ]
 
 HEADS = ("gap", "fc")
@@ -97,6 +99,8 @@ class ModelConfig:
     surrogate_param: float | None = _number(None, "(0, inf)")
     alpha_mode: str = _choice("channel", ALPHA_MODES)  # binary scale alpha per output channel or per layer
     clip_value: float = _number(1.0, "(0, inf)")  # straight-through gradient is zero where |W| > clip_value
+    # how LIF layers run T > 1 (same spikes every way; speed only): auto | fused | triton | loop
+    lif_backend: str = _choice("auto", LIF_BACKENDS)
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(s) for s in self.input_size)
@@ -167,12 +171,18 @@ class SpikingNet(nn.Module):
                 if steps != T:  # static input reaches the first neuron: same current at every step
                     h, steps = h.expand(T, *h.shape[1:]), T
                 h = layer(h).flatten(0, 1)
-            elif isinstance(layer, nn.AdaptiveAvgPool2d):
-                h = layer(h).flatten(1)
             else:
                 h = layer(h)
         logits = h.unflatten(0, (steps, -1))
         return logits.mean(0)
+
+
+class GlobalAvgPool(nn.Module):
+    """``[N, C, H, W] -> [N, C]`` as a mean: its backward is deterministic on CUDA, unlike
+    ``AdaptiveAvgPool2d``'s (an atomic-add kernel that ``torch.use_deterministic_algorithms`` refuses)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((-2, -1))
 
 
 def _make_lif(c: ModelConfig) -> LIF:
@@ -182,6 +192,7 @@ def _make_lif(c: ModelConfig) -> LIF:
         reset=c.reset,
         surrogate=get_surrogate(c.surrogate, c.surrogate_param),
         detach_reset=c.detach_reset,
+        backend=c.lif_backend,
     )
 
 
@@ -206,7 +217,7 @@ def _build(c: ModelConfig, cfg: list[int | str]) -> SpikingNet:
         raise ConfigError(f"input {c.input_size} is too small for architecture {c.arch!r} ({n_pool} pools)")
     if c.head == "gap":
         # GAP then 1x1 conv equals 1x1 conv then GAP (both linear) and is cheaper.
-        layers["gap"] = nn.AdaptiveAvgPool2d(1)
+        layers["gap"] = GlobalAvgPool()
         layers["classifier"] = BinaryLinear(channels, c.num_classes, binarizer=binarizer)
     else:
         layers["flatten"] = nn.Flatten()

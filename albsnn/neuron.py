@@ -12,6 +12,9 @@ One step of the neuron, for input current ``x[t]`` and membrane ``v[t-1]``::
     v[t] = h[t] - V_th * s[t]                    # soft reset
 
 with ``v[-1] = 0``. At T = 1 there is nothing to carry, so the module skips the loop and the reset.
+For T > 1 the module runs the whole sequence as one autograd function (:mod:`albsnn.fused_lif`,
+``backend`` ``"auto"``/``"fused"``/``"triton"``) or, with ``backend="loop"``, :func:`lif_step` in a Python
+loop under autograd (the reference the fused function is tested against).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import torch
 from torch import nn
 
 from albsnn.errors import ConfigError
+from albsnn.fused_lif import LIF_BACKENDS, lif_sequence
 from albsnn.surrogate import ATan, Surrogate
 
-__all__ = ["RESETS", "lif_step", "LIF", "firing_rates", "reset_firing_rates"]
+__all__ = ["RESETS", "LIF_BACKENDS", "lif_step", "LIF", "firing_rates", "reset_firing_rates"]
 
 RESETS = ("hard", "soft")
 
@@ -54,6 +58,9 @@ class LIF(nn.Module):
         reset: ``"hard"`` (v -> 0) or ``"soft"`` (v -> v - V_th) after a spike.
         surrogate: gradient stand-in for the step function; a new ``ATan()`` when None.
         detach_reset: cut the gradient through the reset term (often trains more stably).
+        backend: how T > 1 runs, one of :data:`~albsnn.fused_lif.LIF_BACKENDS`: ``"auto"`` (Triton
+            kernel on CUDA when Triton imports, else the fused PyTorch function), ``"fused"``,
+            ``"triton"`` or ``"loop"`` (autograd over :func:`lif_step`). All compute the same spikes.
 
     Spike counts since the last :func:`reset_firing_rates` are kept in non-persistent buffers,
     so ``firing_rate`` is the mean spikes per neuron per time step over whatever ran since.
@@ -71,6 +78,7 @@ class LIF(nn.Module):
         reset: str = "hard",
         surrogate: Surrogate | None = None,
         detach_reset: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if not 0.0 <= decay <= 1.0:
@@ -79,11 +87,14 @@ class LIF(nn.Module):
             raise ConfigError(f"LIF v_threshold must be > 0, but got {v_threshold=}")
         if reset not in RESETS:
             raise ConfigError(f"LIF reset must be one of {RESETS}, but got {reset=}")
+        if backend not in LIF_BACKENDS:
+            raise ConfigError(f"unknown lif_backend {backend!r}; choose one of {list(LIF_BACKENDS)}")
         self.decay = float(decay)
         self.v_threshold = float(v_threshold)
         self.reset = reset
         self.surrogate = surrogate if surrogate is not None else ATan()
         self.detach_reset = detach_reset
+        self.backend = backend
         self.register_buffer("spike_count", torch.zeros((), dtype=torch.float64), persistent=False)
         self.register_buffer("neuron_steps", torch.zeros((), dtype=torch.float64), persistent=False)
 
@@ -96,8 +107,18 @@ class LIF(nn.Module):
         if x_seq.shape[0] == 1:
             # T = 1: v starts at 0, so h = x and the reset never matters.
             spikes = self.surrogate(x_seq - self.v_threshold)
-        else:
+        elif self.backend == "loop":
             spikes = self._loop(x_seq)
+        else:
+            spikes = lif_sequence(
+                x_seq,
+                decay=self.decay,
+                v_threshold=self.v_threshold,
+                reset=self.reset,
+                surrogate=self.surrogate,
+                detach_reset=self.detach_reset,
+                backend=self.backend,
+            )
         # fp32 partial sums of 0/1 are exact to 2^24 per call; a float64 sum costs ~15% of the layer.
         self.spike_count += spikes.detach().sum()
         self.neuron_steps += spikes.numel()

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import tempfile
 import time
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.albsnn"
 CHECKPOINT_FORMAT = "albsnn-checkpoint-2"  # 2: per-layer LR groups, validation metrics
+# Without a batch_size: a GPU needs larger batches to fill it (kernel launches dominate small ones).
+DEFAULT_BATCH_SIZE = {"cpu": 64, "cuda": 256}
+AUGMENT_SEED_STRIDE = 1_000_003  # augmentation seed = (seed * stride + epoch) * stride + step
 BN_SAMPLES = 512  # training samples that re-estimate BatchNorm statistics: each epoch and per probe
 TAYLOR_CHECK_BATCHES = 16  # training batches (no optimizer step) behind the end-of-run taylor estimate
 
@@ -145,6 +149,7 @@ class TrainConfig:
     surrogate_param: float | None = _model_param("surrogate_param")
     alpha_mode: str = _model_param("alpha_mode")  # channel | layer
     clip_value: float = _model_param("clip_value")
+    lif_backend: str = _model_param("lif_backend")  # auto | fused | triton | loop (speed only)
     # accuracy loss estimator / binarization policy
     binarize: str = _param("estimator", "adaptive", choices=POLICY_MODES)  # adaptive | random | all | none
     # measured | weight-error | taylor
@@ -176,7 +181,8 @@ class TrainConfig:
     bwo_lr_factor: float = _param("bwo", 0.1, range="(0, 1]")
     # optimisation and the run itself
     epochs: int = _param("training", 8, range="[1, inf)")
-    batch_size: int = _param("training", 64, range="[1, inf)")
+    # None: DEFAULT_BATCH_SIZE of the device
+    batch_size: int | None = _param("training", None, range="[1, inf)")
     optimizer: str = _param("training", "adam", choices=OPTIMIZERS)  # adam | sgd
     lr: float = _param("training", 2e-3, range="(0, inf)")
     momentum: float = _param("training", 0.9, range="[0, 1)")  # sgd only
@@ -186,6 +192,10 @@ class TrainConfig:
     seed: int = _param("training", 0, range="[0, 4294967295]")
     device: str = _param("training", "auto")  # auto: cuda when present
     amp: bool = _param("training", True)  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = _param("training", False)  # NHWC convolutions (model and 4-D input)
+    compile: bool = _param("training", False)  # torch.compile the training forward (see docs/performance.md)
+    # deterministic kernels (torch.use_deterministic_algorithms, cuDNN); slower on CUDA, same on CPU
+    deterministic: bool = _param("training", False)
     out: str | None = _param("training", None)  # folder for checkpoint.pt, model.albsnn, metrics.jsonl
 
     def __post_init__(self) -> None:
@@ -312,6 +322,37 @@ class Callback:
         """Called with the final result."""
 
 
+def _set_determinism(on: bool, device: torch.device) -> None:
+    """Process-wide switches, set by every run (a worker reused for another trial gets its own)."""
+    if on and device.type == "cuda":
+        # cuBLAS needs this before its first call to pick deterministic reductions.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    # benchmark mode times several conv algorithms per shape and keeps the fastest: not reproducible.
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not on
+
+
+def _check_compile(device: torch.device) -> None:
+    """``compile=True`` where torch.compile cannot run: one line saying why (ConfigError)."""
+    import shutil
+
+    problem = None
+    if not hasattr(torch, "compile"):
+        problem = f"this torch ({torch.__version__}) has no torch.compile"
+    else:
+        from torch import _dynamo
+
+        if not _dynamo.is_dynamo_supported():
+            problem = f"torch.compile does not support this Python ({platform.python_version()})"
+        elif device.type == "cpu" and not (
+            os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+        ):
+            problem = "torch.compile on CPU needs a C++ compiler (g++, c++ or $CXX) and none was found"
+    if problem:
+        raise ConfigError(f"compile: {problem}; run without --compile")
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -330,6 +371,10 @@ class Trainer:
         self.config = c = config
         self.callbacks = list(callbacks)
         self.device = _device(c.device)
+        if c.compile:
+            _check_compile(self.device)
+        _set_determinism(c.deterministic, self.device)
+        self.batch_size = c.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, DEFAULT_BATCH_SIZE["cpu"])
         torch.manual_seed(c.seed)
         dataset_info(c.dataset)  # unknown name -> ConfigError before any file is read
         self.splits = splits or load_dataset(
@@ -347,13 +392,17 @@ class Trainer:
                 f"dataset {c.dataset!r} came without a validation split; load it with load_dataset"
             )
         self.model: SpikingNet = build_model(c.model_config(self.splits.info)).to(self.device)
+        if c.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # the training forward; evaluation and BN re-estimation run the eager model
+        self.train_forward = torch.compile(self.model) if c.compile else self.model
         self.policy = c.make_policy()
         self.policy.start(self.model)
         self.trigger = c.make_trigger()
         self.optimizer = self._make_optimizer()
         s = self.splits
         self.train_loader = TensorLoader(
-            s.train_x, s.train_y, c.batch_size, shuffle=True, seed=c.seed, device=self.device
+            s.train_x, s.train_y, self.batch_size, shuffle=True, seed=c.seed, device=self.device
         )
         self.val_loader = TensorLoader(s.val_x, s.val_y, 512, device=self.device)
         self.test_loader = TensorLoader(s.test_x, s.test_y, 512, device=self.device)
@@ -378,9 +427,12 @@ class Trainer:
         ]
         rest = [p for p in self.model.parameters() if id(p) not in own]
         groups.append({"params": rest, "layer": None, "lr_scale": 1.0})
+        # CUDA: one fused kernel per step, step counts on the device (foreach launches several per
+        # parameter group). CPU keeps the default, whose results the documented runs were measured with.
+        fused = {"fused": True} if self.device.type == "cuda" else {}
         if c.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, **fused)
+        return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay, **fused)
 
     def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> list:
         keep = keep.to(x.device)
@@ -406,9 +458,20 @@ class Trainer:
         )
 
     # ---- one epoch -------------------------------------------------------------------------------
-    def _inputs(self, xb: torch.Tensor, train: bool) -> torch.Tensor:
-        x = self.splits.prepare(xb, train)
-        return x.transpose(0, 1) if self.splits.info.events else x  # events: [B,T,...] -> [T,B,...]
+    def _inputs(
+        self, xb: torch.Tensor, train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        x = self.splits.prepare(xb, train, generator)
+        if self.splits.info.events:
+            return x.transpose(0, 1)  # events: [B,T,...] -> [T,B,...]
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def _augment_generator(self) -> torch.Generator:
+        """Augmentation's own generator, seeded by (seed, epoch, step): a resumed run draws the same crops
+        whatever else used the global RNGs (CUDA's included)."""
+        stride = AUGMENT_SEED_STRIDE
+        seed = ((self.config.seed * stride + self.epoch) * stride + self.step) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def _eval_inputs(self, xb: torch.Tensor) -> torch.Tensor:
         return self._inputs(xb, train=False)
@@ -431,18 +494,8 @@ class Trainer:
         t0 = time.perf_counter()
         steps, step_hooks = len(self.train_loader), self._step_hooks()
         for i, (xb, yb) in enumerate(self.train_loader, 1):
-            lr = get_lr(self.step, total_steps, c.lr, c.schedule)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            with self._autocast():
-                logits = model(self._inputs(xb, train=True)).float()
-            loss = F.cross_entropy(logits, yb, label_smoothing=c.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.policy.estimator.after_backward(candidates, loss)
-            self.optimizer.step()
-            self.step += 1
-            loss_sum += loss.detach() * len(yb)
+            loss, logits = self.train_step(xb, yb, total_steps, candidates)
+            loss_sum += loss * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             for hook in step_hooks:
@@ -459,6 +512,28 @@ class Trainer:
             if method is not Callback.on_step_end:
                 hooks.append(cb.on_step_end)
         return hooks
+
+    def train_step(
+        self, xb: torch.Tensor, yb: torch.Tensor, total_steps: int, candidates: dict
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a stored batch; returns the detached loss and logits (device tensors).
+
+        Nothing here reads a device value on the host: on a GPU the step is queued, never waited for.
+        """
+        c = self.config
+        lr = get_lr(self.step, total_steps, c.lr, c.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        x = self._inputs(xb, train=True, generator=self._augment_generator())
+        with self._autocast():
+            logits = self.train_forward(x).float()
+        loss = F.cross_entropy(logits, yb, label_smoothing=c.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy.estimator.after_backward(candidates, loss)
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach(), logits.detach()
 
     def evaluate(self, loader: TensorLoader | None = None) -> tuple[float, float]:
         """``(accuracy, loss)`` on ``loader`` (default: the validation split)."""
@@ -630,6 +705,7 @@ class Trainer:
             "policy": self.policy.state_dict(),
             "history": self.history,
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -660,7 +736,7 @@ class Trainer:
             raise ModelFileError(f"{path} is not an ALBSNN checkpoint")
         self.model.load_state_dict(state["model"])
         for layer in binary_layers(self.model).values():
-            if bool(layer.alpha_learned):
+            if layer._alpha_learned:
                 layer.alpha.requires_grad_(True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy.load_state_dict(state["policy"])
@@ -669,6 +745,8 @@ class Trainer:
         self.changed_epoch = state["changed_epoch"]
         self.history = list(state["history"])
         torch.set_rng_state(state["rng"].cpu())
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -693,4 +771,13 @@ def fit(
     trainer = Trainer(config, callbacks, splits=splits)
     if resume_from is not None:
         trainer.load_checkpoint(resume_from)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except RuntimeError as e:
+        if config.deterministic and "deterministic" in str(e):
+            op = str(e).strip().splitlines()[0]
+            raise ConfigError(
+                f"deterministic: an op of this run has no deterministic kernel on {trainer.device} ({op}); "
+                "run without --deterministic"
+            ) from None
+        raise

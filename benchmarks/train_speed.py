@@ -1,23 +1,28 @@
 r"""Training-step time of the ``fmnist`` network: albsnn vs the same network on SpikingJelly 2.0.
 
 The network is 64C3-128C3-P2-256C3-256C3-P2-GAP (28x28x1 input, 10 classes), every conv followed by
-BatchNorm and a LIF layer. Three implementations are timed on the same device, batch, data and
+BatchNorm and a LIF layer. These implementations are timed on the same device, batch, data and
 optimizer (Adam, lr 1e-3), one training step = zero_grad + forward + cross-entropy + backward + step:
 
-* ``ours``      ``albsnn.models.build_model(arch="fmnist")`` fed the static ``[B, 1, 28, 28]`` batch.
-                Direct encoding: conv1 + bn1 run once on ``B`` images and their output is expanded
-                over T (a legitimate saving of (T-1)/T of the first layer's work).
-* ``ours-seq``  the same model fed ``x.repeat(T, ...)`` as ``[T, B, 1, 28, 28]``, i.e. without that trick.
+* ``ours-loop``     ``albsnn.models.build_model(arch="fmnist", lif_backend="loop")`` fed the static
+                    ``[B, 1, 28, 28]`` batch: autograd over ``lif_step`` per time step (the reference).
+                    Direct encoding: conv1 + bn1 run once on ``B`` images and their output is expanded
+                    over T (a legitimate saving of (T-1)/T of the first layer's work).
+* ``ours-fused``    the same with ``lif_backend="auto"``: the fused LIF (PyTorch function on CPU, Triton
+                    kernels on CUDA when Triton imports).
+* ``ours-compiled`` ``ours-fused`` under ``torch.compile`` (compiled in the untimed warm-up steps).
+* ``ours-seq``      (only with ``--impls``) ``ours-fused`` fed ``x.repeat(T, ...)`` as ``[T, B, 1, 28, 28]``.
 * ``sj``        SpikingJelly 2.0 multi-step (``step_mode='m'``) ``layer.Conv2d`` / ``layer.BatchNorm2d`` /
                 ``neuron.LIFNode`` / ``layer.MaxPool2d`` ..., fed ``x.repeat(T, ...)`` (SpikingJelly's
                 own tutorial encoding), ``functional.reset_net`` after every step. Its weights are
-                copied from ``ours`` so all three compute the same function.
+                copied from ``ours-loop`` so all compute the same function.
 
 Neuron semantics: ours is ``h = 0.5 v + x``, fire at ``h >= 1``, hard reset to 0, ATan(alpha=2)
 surrogate. ``LIFNode(tau=2.0, decay_input=False, v_reset=0.0, v_threshold=1.0,
 surrogate_function=ATan(alpha=2.0))`` computes ``h = v - (v - 0) / 2 + x``, the same number
 (``v - v/2`` is exact in floating point). Before timing, the script checks that spikes and input
-gradients agree bit for bit on random currents, and that the three networks give the same logits.
+gradients agree on random currents, and prints how far each network's logits and conv1 gradients are
+from ``ours-loop``.
 
 Timing: warm-up steps are excluded; then ``--reps`` rounds, each timing ``--steps`` consecutive
 steps of every implementation, in the order ABC, CBA, ABC, ... so that drift (thermal, turbo,
@@ -44,13 +49,14 @@ Run from the repository root (the package must be importable: ``pip install -e .
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --device cpu --data-dir ../shared/data \
         --threads 1 --clock cpu --width 0.25
 
-    # GPU (defaults batch 128, 50 steps x 5 rounds, 10 warm-up), H100 target: sj/ours >= 3 at T=1 and 4
+    # GPU (defaults batch 128, 50 steps x 5 rounds, 10 warm-up), H100 target: sj/ours-* >= 3 at T=1 and 4
     PYTHONPATH=. python benchmarks/train_speed.py --device cuda --data-dir ../shared/data \
         --json runs/train_speed_h100.json
 
 Measured on a 2-core AMD EPYC (torch 2.13 CPU, SpikingJelly 2.0.0, width 1.0, batch 32, 1 thread, CPU
-clock, median of 20 paired rounds): sj / ours = 1.14x at T=1 and 1.16x at T=4 (ours 0.55 s and 2.38 s
-per step). Convolutions are 73-78 % of a CPU step in all three. Not yet measured on a GPU. Details:
+clock, median of 20 paired rounds), before the fused LIF existed: sj / ours-loop = 1.14x at T=1 and
+1.16x at T=4 (ours-loop 0.55 s and 2.38 s per step). Convolutions are 73-78 % of a CPU step.
+Not yet measured on a GPU (benchmarks/gpu_check.sh runs it). Details:
 docs/performance.md, "Training speed vs SpikingJelly".
 """
 
@@ -75,7 +81,7 @@ from torch import nn
 from albsnn.binarize import BinaryConv2d, BinaryLinear
 from albsnn.data import data_root
 from albsnn.data.fashion_mnist import FashionMNIST, read_idx
-from albsnn.models import SpikingNet, build_model
+from albsnn.models import GlobalAvgPool, SpikingNet, build_model
 from albsnn.neuron import LIF
 from albsnn.surrogate import ATan
 
@@ -103,10 +109,25 @@ def _spikingjelly():
 # ----------------------------------------------------------------------------------------- models
 
 
-def build_ours(time_steps: int, width: float) -> SpikingNet:
+def build_ours(time_steps: int, width: float, lif_backend: str = "auto") -> SpikingNet:
     return build_model(
-        arch="fmnist", in_channels=1, input_size=(28, 28), num_classes=10, time_steps=time_steps, width=width
+        arch="fmnist",
+        in_channels=1,
+        input_size=(28, 28),
+        num_classes=10,
+        time_steps=time_steps,
+        width=width,
+        lif_backend=lif_backend,
     )
+
+
+def with_backend(model: SpikingNet, backend: str) -> SpikingNet:
+    """A copy of ``model`` (same weights) whose LIF layers run ``backend``."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, LIF):
+            m.backend = backend
+    return model
 
 
 def sj_lif() -> nn.Module:
@@ -150,7 +171,7 @@ def build_spikingjelly(ours: SpikingNet) -> nn.Sequential:
             new = sj_lif()
         elif isinstance(m, nn.MaxPool2d):
             new = layer.MaxPool2d(2, step_mode="m")
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
+        elif isinstance(m, GlobalAvgPool):
             mods.append(layer.AdaptiveAvgPool2d(1, step_mode="m"))
             new = layer.Flatten(step_mode="m")
         elif isinstance(m, BinaryLinear):
@@ -179,23 +200,40 @@ class Impl:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
 
-def make_impls(time_steps: int, width: float, device: torch.device) -> list[Impl]:
+IMPLS = ("ours-loop", "ours-fused", "ours-compiled", "ours-seq", "sj")
+DEFAULT_IMPLS = ("ours-loop", "ours-fused", "ours-compiled", "sj")
+REFERENCE = "ours-loop"  # the equivalence check compares every other implementation with it
+
+
+def make_impls(
+    time_steps: int, width: float, device: torch.device, names=DEFAULT_IMPLS, channels_last: bool = False
+) -> list[Impl]:
+    """The implementations in ``names``, all with the same initial weights, on ``device``."""
     functional, _, _, _ = _spikingjelly()
     T = time_steps
     torch.manual_seed(0)
-    ours = build_ours(T, width)
-    ours_seq = copy.deepcopy(ours)
-    sj = build_spikingjelly(ours)
-    ours, ours_seq, sj = ours.to(device), ours_seq.to(device), sj.to(device)
+    base = build_ours(T, width)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def seq(x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
 
-    return [
-        Impl("ours", ours, ours),
-        Impl("ours-seq", ours_seq, lambda x: ours_seq(seq(x))),
-        Impl("sj", sj, lambda x: sj(seq(x)).mean(0), after_step=lambda: functional.reset_net(sj)),
-    ]
+    impls = []
+    for name in (REFERENCE, *[n for n in names if n != REFERENCE]):
+        if name == "sj":
+            sj = build_spikingjelly(base).to(device, memory_format=fmt)
+            impls.append(
+                Impl("sj", sj, lambda x, sj=sj: sj(seq(x)).mean(0), lambda sj=sj: functional.reset_net(sj))
+            )
+            continue
+        model = with_backend(base, "loop" if name == "ours-loop" else "auto").to(device, memory_format=fmt)
+        if name == "ours-compiled":
+            impls.append(Impl(name, model, torch.compile(model)))
+        elif name == "ours-seq":
+            impls.append(Impl(name, model, lambda x, m=model: m(seq(x))))
+        else:
+            impls.append(Impl(name, model, model))
+    return impls
 
 
 def train_step(impl: Impl, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
@@ -238,40 +276,51 @@ def load_batches(
 # ---------------------------------------------------------------------------------- equivalence
 
 
-def check_equivalence(time_steps: list[int], width: float, device: torch.device) -> dict:
-    """Max differences between ours and SpikingJelly: single neuron layer and whole network."""
+def check_lif(time_steps: list[int], device: torch.device) -> dict:
+    """Max differences between one LIF layer of ours (loop and fused) and one SpikingJelly LIFNode."""
     out: dict[str, dict[str, float]] = {}
     for T in time_steps:
         g = torch.Generator().manual_seed(T)
-        x = (1.5 * torch.randn(T, 4096, generator=g)).to(device).requires_grad_()
-        x2 = x.detach().clone().requires_grad_()
-        ours_lif = LIF(decay=0.5, v_threshold=1.0, reset="hard", surrogate=ATan(2.0)).to(device)
-        s1, s2 = ours_lif(x), sj_lif().to(device)(x2)
-        grad = torch.randn(s1.shape, generator=g).to(device)
-        (s1 * grad).sum().backward()
-        (s2 * grad).sum().backward()
+        x0 = (1.5 * torch.randn(T, 4096, generator=g)).to(device)
+        grad = torch.randn(x0.shape, generator=g).to(device)
+        spikes, grads = {}, {}
+        for name, lif in (
+            ("loop", LIF(decay=0.5, v_threshold=1.0, reset="hard", surrogate=ATan(2.0), backend="loop")),
+            ("fused", LIF(decay=0.5, v_threshold=1.0, reset="hard", surrogate=ATan(2.0), backend="auto")),
+            ("sj", sj_lif()),
+        ):
+            x = x0.clone().requires_grad_()
+            spikes[name] = lif.to(device)(x)
+            (spikes[name] * grad).sum().backward()
+            grads[name] = x.grad
+        out[f"T={T}"] = {"lif_firing_rate": spikes["loop"].mean().item()}
+        for name in ("fused", "sj"):
+            out[f"T={T}"][f"lif_spike_max_abs_diff_{name}"] = (
+                (spikes[name] - spikes["loop"]).abs().max().item()
+            )
+            out[f"T={T}"][f"lif_grad_max_abs_diff_{name}"] = (grads[name] - grads["loop"]).abs().max().item()
+    return out
 
-        impls = make_impls(T, width, device)
-        images = torch.randn(8, 1, 28, 28, generator=g).to(device)
-        labels = torch.arange(8).to(device)
-        logits, grads = {}, {}
-        for impl in impls:  # one forward + backward each; conv1's weight gradient sees the whole network
-            logits[impl.name] = impl.forward(images)
-            F.cross_entropy(logits[impl.name], labels).backward()
-            grads[impl.name] = next(impl.model.parameters()).grad
-        ref_grad = grads["ours"].abs().max()
-        out[f"T={T}"] = {
-            "lif_spike_max_abs_diff": (s1 - s2).abs().max().item(),
-            "lif_grad_max_abs_diff": (x.grad - x2.grad).abs().max().item(),
-            "lif_firing_rate": s1.mean().item(),
-            "net_logits_max_abs_diff_sj": (logits["ours"] - logits["sj"]).abs().max().item(),
-            "net_logits_max_abs_diff_ours_seq": (logits["ours"] - logits["ours-seq"]).abs().max().item(),
-            "net_logits_max_abs": logits["ours"].abs().max().item(),
-            "net_conv1_grad_max_rel_diff_sj": ((grads["ours"] - grads["sj"]).abs().max() / ref_grad).item(),
-            "net_conv1_grad_max_rel_diff_ours_seq": (
-                (grads["ours"] - grads["ours-seq"]).abs().max() / ref_grad
-            ).item(),
-        }
+
+def check_network(impls: list[Impl], device: torch.device, seed: int) -> dict[str, float]:
+    """Logits and conv1 weight gradients of every implementation against ``ours-loop``, fresh weights."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(8, 1, 28, 28, generator=g).to(device)
+    labels = torch.arange(8).to(device)
+    logits, grads = {}, {}
+    for impl in impls:  # one forward + backward each; conv1's weight gradient sees the whole network
+        logits[impl.name] = impl.forward(images)
+        F.cross_entropy(logits[impl.name], labels).backward()
+        grads[impl.name] = next(impl.model.parameters()).grad.clone()
+        impl.model.zero_grad(set_to_none=True)
+        impl.after_step()
+    ref_logits, ref_grad = logits[REFERENCE], grads[REFERENCE]
+    out = {"net_logits_max_abs": ref_logits.abs().max().item()}
+    for name in logits:
+        if name != REFERENCE:
+            out[f"net_logits_max_abs_diff_{name}"] = (logits[name] - ref_logits).abs().max().item()
+            rel = (grads[name] - ref_grad).abs().max() / ref_grad.abs().max()
+            out[f"net_conv1_grad_max_rel_diff_{name}"] = rel.item()
     return out
 
 
@@ -329,8 +378,10 @@ def profile_steps(impls: list[Impl], T: int, batches, steps: int, device: torch.
 
 
 def bench_one_T(T: int, args, batches, device: torch.device) -> tuple[dict, list[Impl]]:
-    impls = make_impls(T, args.width, device)
-    for impl in impls:
+    impls = make_impls(T, args.width, device, args.impls, args.channels_last)
+    equivalence = check_network(impls, device, seed=T)
+    print(f"equivalence T={T}: " + ", ".join(f"{k}={v:.3g}" for k, v in equivalence.items()))
+    for impl in impls:  # warm-up (and, for ours-compiled, compilation)
         for i in range(args.warmup):
             train_step(impl, *batches[i % len(batches)], device)
     times: dict[str, list[float]] = {i.name: [] for i in impls}
@@ -339,7 +390,7 @@ def bench_one_T(T: int, args, batches, device: torch.device) -> tuple[dict, list
         start = args.warmup + rep * args.steps
         for impl in order:
             times[impl.name].append(time_steps_of(impl, batches, start, args.steps, device, args.clock))
-    row: dict = {"T": T, "per_round_s": times, "impls": {}}
+    row: dict = {"T": T, "per_round_s": times, "impls": {}, "equivalence": equivalence}
     for name, ts in times.items():
         med = statistics.median(ts)
         row["impls"][name] = {
@@ -348,9 +399,14 @@ def bench_one_T(T: int, args, batches, device: torch.device) -> tuple[dict, list
             "max_s": max(ts),
             "epoch_s": med * EPOCH_IMAGES / args.batch_size,
         }
-    for ref in ("ours", "ours-seq"):
-        ratios = [s / o for s, o in zip(times["sj"], times[ref], strict=True)]
-        row[f"sj_over_{ref}"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    for ref in times:
+        if ref != "sj" and "sj" in times:
+            ratios = [s / o for s, o in zip(times["sj"], times[ref], strict=True)]
+            row[f"sj_over_{ref}"] = {
+                "median": statistics.median(ratios),
+                "min": min(ratios),
+                "max": max(ratios),
+            }
     return row, impls
 
 
@@ -410,6 +466,15 @@ def main(argv: list[str] | None = None) -> int:
         default="wall",
         help="CPU device only: wall time, or process CPU time (robust to a shared machine with --threads 1)",
     )
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        choices=IMPLS,
+        default=list(DEFAULT_IMPLS),
+        help="implementations to time (ours-loop, the reference, is always built); "
+        f"default {' '.join(DEFAULT_IMPLS)}",
+    )
+    p.add_argument("--channels-last", action="store_true", help="NHWC weights and activations, every impl")
     p.add_argument("--profile", type=int, default=0, help="after timing, profile this many steps per impl")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
@@ -435,22 +500,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.steps} steps per implementation, {args.clock} clock, data: {source}"
     )
 
-    equivalence = check_equivalence(args.time_steps, args.width, device)
+    equivalence = check_lif(args.time_steps, device)
     for key, d in equivalence.items():
-        print(f"equivalence {key}: " + ", ".join(f"{k}={v:.3g}" for k, v in d.items()))
+        print(f"LIF layer {key}: " + ", ".join(f"{k}={v:.3g}" for k, v in d.items()))
 
     rows = []
-    header = f"{'T':>2} {'impl':<9} {'median ms/step':>15} {'min-max ms':>17} {'epoch (60k) s':>14}"
+    header = f"{'T':>2} {'impl':<13} {'median ms/step':>15} {'min-max ms':>17} {'epoch (60k) s':>14}"
     print(header)
     for T in args.time_steps:
         row, impls = bench_one_T(T, args, batches, device)
         rows.append(row)
         for name, r in row["impls"].items():
             spread = f"{1e3 * r['min_s']:.1f}-{1e3 * r['max_s']:.1f}"
-            print(f"{T:>2} {name:<9} {1e3 * r['median_s']:>15.1f} {spread:>17} {r['epoch_s']:>14.1f}")
-        for ref in ("ours", "ours-seq"):
-            q = row[f"sj_over_{ref}"]
-            print(f"{T:>2} sj / {ref}: {q['median']:.2f}x (per-round range {q['min']:.2f}-{q['max']:.2f})")
+            print(f"{T:>2} {name:<13} {1e3 * r['median_s']:>15.1f} {spread:>17} {r['epoch_s']:>14.1f}")
+        for key, q in row.items():
+            if key.startswith("sj_over_"):
+                ref = key.removeprefix("sj_over_")
+                print(
+                    f"{T:>2} sj / {ref}: {q['median']:.2f}x (per-round range {q['min']:.2f}-{q['max']:.2f})"
+                )
         if args.profile:
             profile_steps(impls, T, batches, args.profile, device)
 

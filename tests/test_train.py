@@ -139,6 +139,7 @@ BAD = [
     (["--seed", "-1"], "seed must be in [0, 4294967295], but got seed=-1"),
     (["--limit-train", "0"], "limit_train must be in [1, inf), but got limit_train=0"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--lif-backend", "cuda-magic"], "invalid choice: 'cuda-magic'"),
 ]
 
 

@@ -76,9 +76,10 @@ class DatasetSplits:
     """Train, validation and test tensors plus the on-device transform that turns a stored batch into input.
 
     ``train_x``/``test_x`` may be stored compactly (uint8 pixels, uint8/int16 event counts);
-    ``transform`` (``fn(x, train) -> float tensor``) runs per batch on the device: normalisation,
-    augmentation. Static: ``[B, C, H, W]``; events: ``[B, T, C, H, W]``. ``info`` reflects the
-    options used (e.g. the downsampled ``input_shape`` of DVS frames).
+    ``transform`` (``fn(x, train, generator=None) -> float tensor``) runs per batch on the device:
+    normalisation, augmentation (drawn from ``generator`` when one is given). Static:
+    ``[B, C, H, W]``; events: ``[B, T, C, H, W]``. ``info`` reflects the options used (e.g. the
+    downsampled ``input_shape`` of DVS frames).
     """
 
     info: DatasetInfo
@@ -91,8 +92,11 @@ class DatasetSplits:
     val_x: torch.Tensor | None = None  # carved from the training data by load_dataset
     val_y: torch.Tensor | None = None
 
-    def prepare(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        return self.transform(x, train) if self.transform else x.float()
+    def prepare(self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Model input from a stored batch; ``generator`` (on ``x``'s device) drives any augmentation."""
+        if self.transform is None:
+            return x.float()
+        return self.transform(x, train, generator) if generator is not None else self.transform(x, train)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Each ``__call__(x, train)`` calls a plain tensor function below it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -17,9 +18,18 @@ __all__ = ["ImageTransform", "EventTransform", "normalize", "random_crop_flip"]
 
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], scale: float) -> torch.Tensor:
     """``(x * scale - mean) / std`` per channel of ``[B, C, H, W]``, as float32."""
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    m, s = _channel_stats(tuple(mean), tuple(std), x.device)
     return (x.float() * scale - m) / s
+
+
+@lru_cache(maxsize=32)
+def _channel_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Made once per device: building them per batch copies host memory to the GPU and waits for it."""
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return m, s
 
 
 def random_crop_flip(
@@ -58,10 +68,12 @@ class ImageTransform:
     augment: bool = False  # random crop (pad 4) + horizontal flip on training batches
     pad: int = 4
 
-    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if train and self.augment:
             # Padding before normalising pads with black pixels, as torchvision's RandomCrop does.
-            x = random_crop_flip(x, pad=self.pad)
+            x = random_crop_flip(x, pad=self.pad, generator=generator)
         return normalize(x, self.mean, self.std, self.scale)
 
 
@@ -71,6 +83,8 @@ class EventTransform:
 
     clip: float = 0.0
 
-    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         x = x.float()
         return x.clamp_(max=self.clip) if self.clip > 0 else x
