@@ -12,8 +12,9 @@ imports Ray Tune, Optuna and MLflow on use (``pip install -e '.[sweep]'``).
 Modules: ``space`` (search spaces -> Ray / Optuna domains), ``pipeline`` (pipeline files),
 ``samplers`` / ``pruners`` (names -> Optuna objects), ``scheduler`` (an Optuna pruner as a Ray
 trial scheduler), ``search`` (``OptunaSearch`` that records PRUNED), ``trainable`` (the Ray
-trainable), ``runner`` (run and resume), ``testing`` (``DeterministicPruner``). MLflow:
-:mod:`albsnn.tracking`. Guide: ``docs/sweeps.md``.
+trainable), ``runner`` (run and resume), ``abandon`` (end an orphaned sweep), ``testing``
+(``DeterministicPruner``), ``tracking`` (the MLflow layout, spool and callback; ``docs/tracking.md``).
+Guide: ``docs/sweeps.md``.
 """
 
 from __future__ import annotations
