@@ -63,6 +63,8 @@ class SweepResult:
     tracking_problems: list[str] = field(default_factory=list)  # each reported once while it ran
 
     def summary(self) -> str:
+        from albsnn.sweep.tracking.layout import ui_url
+
         c = self.counts
         lines = [
             f"experiment:    {self.experiment} (id {self.experiment_id}) at {self.tracking_uri}",
@@ -80,6 +82,12 @@ class SweepResult:
             lines.append(
                 f"report:        not generated{why}; run: albsnn report --parent-run {self.parent_run_id} "
                 f"--tracking-uri {shlex.quote(self.tracking_uri)}"
+            )
+        if self.tracking_uri.startswith(("http://", "https://")):
+            lines.append(f"MLflow UI:     {ui_url(self.tracking_uri, self.experiment_id)}")
+        else:
+            lines.append(
+                f"MLflow UI:     `albsnn ui`, then {ui_url('http://127.0.0.1:5000', self.experiment_id)}"
             )
         lines += [f"MLflow:        {problem}" for problem in self.tracking_problems]
         if self.interrupted:

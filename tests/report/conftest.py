@@ -21,9 +21,6 @@ Two sweeps, one experiment ("report-e2e"):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -302,23 +299,3 @@ def _md_table(md: str, first_header: str) -> list[dict]:
 def md_table():
     """``md_table(markdown, first_header) -> [row dicts]``."""
     return _md_table
-
-
-# ---- headless chromium --------------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing and we are root, else the test skips."""
-    if not os.path.exists(CHROMIUM):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip(f"{CHROMIUM} is missing and apt-get needs root: apt-get install -y chromium")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                pytest.skip(f"could not install chromium ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} still missing after apt-get install chromium")
-    return CHROMIUM

@@ -314,12 +314,29 @@ def test_progress_line_leads_with_validation_accuracy_and_labels_test():
 # -> one line, exit 2, nothing recorded
 
 
+@pytest.fixture
+def not_an_mlflow_server():
+    """An HTTP server on 127.0.0.1 that answers every request with 404 (not MLflow)."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/nothing-here"
+    server.shutdown()
+
+
 def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
-    write_pipeline, tmp_path, tracking_uri, capsys
+    write_pipeline, tmp_path, tracking_uri, capsys, not_an_mlflow_server
 ):
     good = write_pipeline(tmp_path, "cli-good", mlflow={"experiment": "never-created"})
     unknown_key = write_pipeline(tmp_path, "cli-key", colour="blue")
     bad_param = write_pipeline(tmp_path, "cli-param", space="model:\n  depth: {choice: [1, 2]}\n")
+    deleted = write_pipeline(tmp_path, "cli-deleted", mlflow={"experiment": "gone"})
+    client = MlflowClient(tracking_uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    not_mlflow = not_an_mlflow_server
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("name: [unclosed\n")
     cases = [
@@ -329,6 +346,10 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
         ([str(good), "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
         ([str(good), "--address", "ray://127.0.0.1:9"], "ray://127.0.0.1:9"),
         ([str(good), "--resume"], "--resume: no sweep of pipeline 'cli-good'"),
+        ([str(good), "--tracking-uri", "mlfow://typo"], "unsupported tracking URI 'mlfow://typo'"),
+        ([str(good), "--tracking-uri", not_mlflow], f"{not_mlflow} is not an MLflow tracking server"),
+        ([str(deleted)], "MLflow experiment 'gone' at"),
+        ([], "give a pipeline YAML file (or --abandon SWEEP_ID)"),
     ]
     for argv, words in cases:
         extra = [] if "--tracking-uri" in argv else ["--tracking-uri", tracking_uri]

@@ -221,6 +221,21 @@ def _check_server(uri: str, timeout: float) -> None:
         )
 
 
+# ---------------------------------------------------------------- the MLflow UI
+
+
+def ui_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs, every trial listed by name, best first.
+
+    MLflow 3.17 picks its GenAI or model-training pages from a ``workflowType`` URL parameter (or
+    the user's last choice), not from the experiment tag; sorting by a metric lists child runs
+    flat instead of folded under their sweep.
+    """
+    order = f"metrics.%60{VAL_ACCURACY}%60"
+    query = f"workflowType=machine_learning&orderByKey={order}&orderByAsc=false"
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
 # ---------------------------------------------------------------- reading
 
 
