@@ -24,6 +24,8 @@ from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
 from albsnn.train import TrainConfig
 
+pytestmark = pytest.mark.slow  # real sweeps through Ray Tune
+
 TRIAL_ARTIFACTS = {"config.json", "metrics.json", "estimator_history.json", "binarized_layers.json", "model"}
 CHECK_ARTIFACT = "estimator_check.json"  # finished trials only: the check runs after the last epoch
 
