@@ -5,7 +5,9 @@ what the driver-side MLflow callback logs as artifacts (``config.json``, ``metri
 ``estimator_history.json``, ``binarized_layers.json``, ``model.albsnn``, and at the last epoch of a
 run with ``estimator_check`` also ``estimator_check.json``) plus the trainer's ``checkpoint.pt``
 and ``state.json`` (``{"epoch": n}``). The trainer computes every metric, including
-``best_val_accuracy``; the trainable only flattens them (:func:`flat_metrics`).
+``best_val_accuracy``; the trainable only flattens them (:func:`flat_metrics`). The first epoch
+an attempt reports also carries ``dataset`` (JSON of :func:`dataset_record`: name, digest of the
+exact samples, split sizes), which the callback logs as the run's MLflow dataset input.
 
 A restarted trial (``FailureConfig`` retry, or ``albsnn sweep --resume``) continues from the newest
 of two checkpoints: Ray's (``ray.tune.get_checkpoint()``) and the copy the trial keeps of its last

@@ -92,7 +92,7 @@ class MlflowWriter:
         run_id = self.run_id(record["trial"], create=record)
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":  # a resumed or retried trial: its run is open again
-            self.client.update_run(run_id, status="RUNNING")
+            self._reopen(run)
             self.client.set_tag(run_id, L.TRIAL_STATE, L.RUNNING)
         from mlflow.entities import Param
 
@@ -168,5 +168,10 @@ class MlflowWriter:
         self.client.set_terminated(self.parent_run_id, record["status"], end_time=record.get("ts"))
 
     def _parent_reopen(self, record: dict) -> None:
-        self.client.update_run(self.parent_run_id, status="RUNNING")
+        self._reopen(self.client.get_run(self.parent_run_id))
         self._batch(self.parent_run_id, record)
+
+    def _reopen(self, run) -> None:
+        self.client.update_run(run.info.run_id, status="RUNNING")
+        if L.END_REASON in run.data.tags:  # it is running again: why it stopped no longer holds
+            self.client.delete_tag(run.info.run_id, L.END_REASON)
