@@ -424,11 +424,18 @@ def _ended_on_error(log):
         if log.closed:  # the sweep was recorded whole; the error came after
             raise
         interrupted = isinstance(e, KeyboardInterrupt)
-        reason = "interrupted" if interrupted else f"driver error: {type(e).__name__}: {str(e)[:200]}"
+        reason = "interrupted" if interrupted else f"driver error: {_last_line(e)}"
         log.kill_unfinished(reason)
         log.end_sweep("KILLED" if interrupted else "FAILED", reason=reason)
         log.close(timeout=30)
         raise
+
+
+def _last_line(error: BaseException) -> str:
+    """``Type: message`` of an error; for a TuneError that wraps a traceback, its last line (the cause)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    text = lines[-1].strip() if lines else ""
+    return (text if ": " in text and len(lines) > 1 else f"{type(error).__name__}: {text}")[:250]
 
 
 def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> SweepResult:

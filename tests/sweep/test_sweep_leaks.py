@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -51,21 +52,33 @@ def test_an_error_before_the_fit_ends_the_parent_failed(ray_cluster, tracking_ur
     assert all(r.info.status != "RUNNING" for r in children)
 
 
-def test_an_error_during_the_fit_ends_unfinished_trials_killed(
-    ray_cluster, tracking_uri, write_pipeline, tmp_path, monkeypatch
-):
+CRASH = textwrap.dedent(
+    """
+    import sys
+    from albsnn.sweep import run_sweep
     from albsnn.sweep.progress import ProgressPrinter
 
     def explode(self, iteration, trials, trial, result, **info):
         if result.get("epoch") == 2:
             raise RuntimeError("a callback bug")
 
-    monkeypatch.setattr(ProgressPrinter, "on_trial_result", explode)
+    ProgressPrinter.on_trial_result = explode
+    run_sweep(sys.argv[1], tracking_uri=sys.argv[2], address=sys.argv[3], progress=True)
+    """
+)
+
+
+def test_an_error_during_the_fit_ends_unfinished_trials_killed(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+):
+    # A driver of its own: a sweep that dies inside Tune leaves its trial actors to the driver's job.
     path = write_pipeline(tmp_path, "crash", num_samples=2, epochs=4)
-    with pytest.raises(Exception, match="a callback bug"):
-        run_sweep(path, tracking_uri=tracking_uri, progress=True)
+    argv = [python, "-c", CRASH, str(path), tracking_uri, ray_cluster]
+    proc = subprocess.run(argv, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "a callback bug" in proc.stderr, proc.stdout + proc.stderr
     parent, children = _runs(tracking_uri, "test-crash")
-    assert parent.info.status == "FAILED" and "a callback bug" in parent.data.tags[L.END_REASON]
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags[L.END_REASON] == "driver error: RuntimeError: a callback bug"
     assert children and all(r.info.status in ("FINISHED", "KILLED") for r in children)
     killed = [r for r in children if r.info.status == "KILLED"]
     assert killed and all("a callback bug" in r.data.tags[L.END_REASON] for r in killed)
