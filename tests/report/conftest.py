@@ -1,7 +1,8 @@
 """Fixtures for the report tests: a small MLflow store of REAL training runs, and headless chromium.
 
-``logged_sweeps`` trains tiny digits models with :func:`albsnn.train.fit` and logs them exactly as
-``docs/tracking.md`` says a sweep does (parent run + nested child runs, tags, per-epoch metrics
+``logged_sweeps`` trains tiny digits models with :func:`albsnn.train.fit` and records them through
+the sweep's own code (``albsnn.sweep.tracking``: ``ensure_experiment``, ``start_parent_run``,
+``SweepLog``, ``trial_params``, ``epoch_metrics``), so they are laid out as ``docs/tracking.md`` says a sweep does (parent run + nested child runs, tags, per-epoch metrics
 including ``val_accuracy`` and ``best_val_accuracy``, artifacts, an Optuna journal for the search
 sweep). It stands in for ``albsnn sweep`` so these tests do not depend on Ray;
 ``test_report_sweep.py`` runs the real sweep command.
