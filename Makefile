@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.installed-stamp
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -24,9 +24,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/albsnn sweep pipelines/demo.yaml
 
+# Everything (CI). `make test-fast` leaves out the slow end-to-end tests (@pytest.mark.slow: real
+# sweeps, killed drivers, the two-node cluster, the MLflow server outage, headless chromium).
 test: $(STAMP)
 	$(PY) -m ruff check albsnn tests benchmarks
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m ruff check albsnn tests benchmarks
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check albsnn tests benchmarks

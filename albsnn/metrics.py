@@ -18,6 +18,10 @@ __all__ = [
     "ESTIMATE_PREFIX",
     "CHECK_MEASURED_PREFIX",
     "CHECK_ESTIMATE_PREFIX",
+    "LEARNING_RATE",
+    "SWEEP_BEST_VAL_ACCURACY",
+    "SWEEP_VAL_HYPERVOLUME",
+    "SWEEP_COUNT_PREFIX",
 ]
 
 VAL_ACCURACY = "val_accuracy"
@@ -27,9 +31,16 @@ TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
 TEST_PREFIX = "test_"  # every metric that starts so is reported, never an objective
 STORAGE_BYTES = "storage_bytes"
+LEARNING_RATE = "learning_rate"  # the optimizer's rate at the epoch's end (not the `lr` config field)
 ESTIMATOR_CHECK = "estimator_check"  # final epoch: {"measured": {layer: pp}, "estimates": {kind: {layer: v}}}
 # Flat names (one number each) for trackers:
 FIRING_RATE_PREFIX = "firing_rate."  # + layer
 ESTIMATE_PREFIX = "estimate."  # + layer
 CHECK_MEASURED_PREFIX = "check_measured."  # + layer: true validation accuracy drop (pp), final epoch
 CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final epoch
+# A sweep's parent run (side-by-side comparison of sweeps): the best val_accuracy of its trials,
+# the normalised hypervolume of (val_accuracy, storage_bytes) of its finished trials, and
+# trials_<state> counts (trials_finished, trials_pruned, trials_failed).
+SWEEP_BEST_VAL_ACCURACY = "sweep_best_val_accuracy"
+SWEEP_VAL_HYPERVOLUME = "sweep_val_hypervolume"
+SWEEP_COUNT_PREFIX = "trials_"

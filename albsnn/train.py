@@ -58,7 +58,7 @@ from albsnn.estimator import (
     get_estimator,
 )
 from albsnn.interval import Interval, check_in_range
-from albsnn.metrics import ESTIMATOR_CHECK
+from albsnn.metrics import ESTIMATOR_CHECK, LEARNING_RATE
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
 
@@ -585,7 +585,7 @@ class Trainer:
                 "estimates": self.policy.last_estimates(),
                 "firing_rates": rates,
                 "epoch_seconds": seconds,
-                "lr": self.optimizer.param_groups[-1]["lr"],
+                LEARNING_RATE: self.optimizer.param_groups[-1]["lr"],
                 "bwo_epoch": self.bwo_epoch,
             }
             if self.epoch == c.epochs and c.estimator_check:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (the checkout's sibling shared/data)")
     return SHARED_DATA
+
+
+# ---- headless chromium --------------------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium; installed with apt-get when missing and we are root, else the test skips."""
+    if not os.path.exists(CHROMIUM):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            pytest.skip(f"{CHROMIUM} is missing and apt-get needs root: apt-get install -y chromium")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                pytest.skip(f"could not install chromium ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} still missing after apt-get install chromium")
+    return CHROMIUM

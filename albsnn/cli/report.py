@@ -48,7 +48,7 @@ class Report(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from albsnn.report import generate_report
-        from albsnn.tracking import default_tracking_uri
+        from albsnn.sweep.tracking.layout import default_tracking_uri
 
         uri = args.tracking_uri or default_tracking_uri()
         out = generate_report(

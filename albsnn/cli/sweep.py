@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from albsnn.cli import Command
+from albsnn.errors import ConfigError
 
 
 class Sweep(Command):
@@ -18,11 +19,14 @@ class Sweep(Command):
     Example:
         albsnn sweep pipelines/demo.yaml
         albsnn sweep pipelines/demo.yaml --resume                # continue an interrupted sweep
+        albsnn sweep --abandon demo-20250101-120000              # end a dead sweep's runs KILLED
         albsnn sweep pipelines/fmnist-pareto.yaml --address auto --tracking-uri http://mlflow:5000
     """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("pipeline", help="pipeline YAML file (see pipelines/ and docs/sweeps.md)")
+        parser.add_argument(
+            "pipeline", nargs="?", help="pipeline YAML file (see pipelines/ and docs/sweeps.md)"
+        )
         parser.add_argument(
             "--name", help="MLflow experiment name (default: the pipeline's mlflow.experiment)"
         )
@@ -36,10 +40,22 @@ class Sweep(Command):
         parser.add_argument(
             "--resume", action="store_true", help="continue the newest sweep of this pipeline"
         )
+        parser.add_argument(
+            "--abandon",
+            metavar="SWEEP_ID",
+            help="end the MLflow runs of a sweep whose driver died (instead of --resume)",
+        )
         parser.add_argument("--num-samples", type=int, help="number of trials (overrides the pipeline)")
         parser.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        if args.abandon:
+            from albsnn.sweep.abandon import abandon_sweep
+
+            print(abandon_sweep(args.abandon, args.tracking_uri), flush=True)
+            return 0
+        if not args.pipeline:
+            raise ConfigError("give a pipeline YAML file (or --abandon SWEEP_ID)")
         from albsnn.sweep.runner import run_sweep
 
         command = " ".join(shlex.quote(a) for a in ["albsnn", *sys.argv[1:]])

@@ -40,7 +40,7 @@ def _newest_journal(root: Path) -> Path:
 
 def ui_command(args: argparse.Namespace) -> tuple[list[str], str]:
     """The server command line and the URL it will serve (checked, not started)."""
-    from albsnn.tracking import default_tracking_uri
+    from albsnn.sweep.tracking.layout import default_tracking_uri
 
     if args.dashboard is not None:
         journal = Path(args.dashboard) if args.dashboard else _newest_journal(Path(args.sweeps).resolve())

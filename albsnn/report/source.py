@@ -17,8 +17,6 @@ import json
 import os
 import tempfile
 import typing
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +31,8 @@ from albsnn.metrics import (
     TEST_ACCURACY,
     VAL_ACCURACY,
 )
+from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.tracking.layout import STATES, check_tracking_uri
 
 __all__ = [
     "Sweep",
@@ -51,9 +51,6 @@ __all__ = [
 # Metric names the report reads are albsnn.metrics' (re-exported here). Rule of evidence: the report
 # selects (Pareto front, hypervolume, "best") on VAL_ACCURACY and reports the TEST_ACCURACY of what
 # it selected.
-
-STATES = ("FINISHED", "PRUNED", "FAILED", "RUNNING")
-_STATUS_TO_STATE = {"FINISHED": "FINISHED", "KILLED": "PRUNED", "FAILED": "FAILED"}
 
 
 def _require(module: str):
@@ -199,48 +196,9 @@ def cast_param(text: str | None, kind: str | None) -> Any:
     return text
 
 
-# ---- tracking URI ------------------------------------------------------------------------------------
-def check_tracking_uri(uri: str) -> None:
-    """Raise AlbsnnError unless ``uri`` names an MLflow store that exists and answers.
-
-    MLflow would silently create an empty sqlite database or folder for a mistyped path, and retry
-    an unreachable server for minutes; both read as a clear error here instead.
-    """
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///") :])
-        if not path.is_file():
-            raise AlbsnnError(
-                f"no MLflow database at {path} (tracking URI {uri}); run a sweep first or pass --tracking-uri"
-            )
-        return
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as r:
-                r.read()
-        except (urllib.error.URLError, OSError) as e:
-            raise AlbsnnError(f"the MLflow tracking server {uri} does not answer ({e})") from None
-        return
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-    if "://" not in uri or uri.startswith("file://"):
-        if not path.is_dir():
-            raise AlbsnnError(f"no MLflow store at {path} (tracking URI {uri})")
-        return
-    raise AlbsnnError(f"unsupported tracking URI {uri!r}: use sqlite:///PATH, http(s)://HOST or a folder")
-
-
 # ---- reading --------------------------------------------------------------------------------------
 def _when(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-
-
-def _search(client, experiment_id: str, filter_string: str = "") -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _frame(runs: list):
@@ -251,7 +209,7 @@ def _frame(runs: list):
     for r in runs:
         row = {
             "run_id": r.info.run_id,
-            "name": r.info.run_name or r.data.tags.get("mlflow.runName", ""),
+            "name": r.info.run_name or r.data.tags.get(L.RUN_NAME, ""),
             "status": r.info.status,
             "start_time": _when(r.info.start_time),
             "end_time": _when(r.info.end_time),
@@ -266,17 +224,11 @@ def _frame(runs: list):
 def _sweep(run) -> Sweep:
     return Sweep(
         run_id=run.info.run_id,
-        name=run.info.run_name or run.data.tags.get("mlflow.runName", run.info.run_id[:8]),
+        name=run.info.run_name or run.data.tags.get(L.RUN_NAME, run.info.run_id[:8]),
         tags=dict(run.data.tags),
         start=_when(run.info.start_time),
         end=_when(run.info.end_time),
     )
-
-
-def _state(status: str, trial_state: Any) -> str:
-    if isinstance(trial_state, str) and trial_state in STATES:
-        return trial_state
-    return _STATUS_TO_STATE.get(status, "RUNNING")
 
 
 def _get_run(client, run_id: str, uri: str):
@@ -294,7 +246,7 @@ def load_runs(tracking_uri: str, experiment: str | None = None, parent_run_id: s
     """Every trial run of ``experiment`` (all its sweeps), or the children of ``parent_run_id``."""
     if (experiment is None) == (parent_run_id is None):
         raise AlbsnnError("give either an experiment name or a sweep's parent run id (exactly one)")
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, must_exist=True)
     _require("mlflow")
     _require("pandas")
     from mlflow.exceptions import MlflowException
@@ -311,10 +263,10 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
     if parent_run_id is not None:
         parent = _get_run(client, parent_run_id, uri)
         exp = client.get_experiment(parent.info.experiment_id)
-        if parent.data.tags.get("albsnn.role") == "trial":
-            up = parent.data.tags.get("mlflow.parentRunId", "?")
+        if parent.data.tags.get(L.ROLE) == L.TRIAL:
+            up = parent.data.tags.get(L.PARENT_RUN_ID, "?")
             raise AlbsnnError(f"run {parent_run_id} is a trial, not a sweep; pass its parent run {up}")
-        found = _search(client, exp.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+        found = L.search_all(client, [exp.experiment_id], L.children_filter(parent_run_id))
         if not found:
             raise AlbsnnError(
                 f"run {parent_run_id} ({parent.info.run_name}) has no child runs: pass a sweep's parent run"
@@ -328,16 +280,16 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
             raise AlbsnnError(
                 f"no MLflow experiment named {experiment!r} at {uri}; experiments there: {names}"
             )
-        found = _search(client, exp.experiment_id)
-        sweeps = {r.info.run_id: _sweep(r) for r in found if r.data.tags.get("albsnn.role") == "sweep"}
-        parents = {r.data.tags.get("mlflow.parentRunId") for r in found}
+        found = L.search_all(client, [exp.experiment_id])
+        sweeps = {r.info.run_id: _sweep(r) for r in found if r.data.tags.get(L.ROLE) == L.SWEEP}
+        parents = {r.data.tags.get(L.PARENT_RUN_ID) for r in found}
         found = [
             r
             for r in found
-            if r.data.tags.get("albsnn.role") == "trial"
-            or (r.data.tags.get("albsnn.role") is None and r.info.run_id not in parents)
+            if r.data.tags.get(L.ROLE) == L.TRIAL
+            or (r.data.tags.get(L.ROLE) is None and r.info.run_id not in parents)
         ]
-        for pid in sorted({r.data.tags.get("mlflow.parentRunId") for r in found} - set(sweeps) - {None}):
+        for pid in sorted({r.data.tags.get(L.PARENT_RUN_ID) for r in found} - set(sweeps) - {None}):
             with contextlib.suppress(AlbsnnError):
                 sweeps[pid] = _sweep(_get_run(client, pid, uri))
         title = experiment
@@ -347,21 +299,21 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
     import pandas as pd
 
     df = _frame(found)
-    for col in ("tags.albsnn.trial_state", "tags.mlflow.parentRunId", "tags.albsnn.optuna_trial_number"):
+    for col in (f"tags.{L.TRIAL_STATE}", f"tags.{L.PARENT_RUN_ID}", f"tags.{L.OPTUNA_TRIAL_NUMBER}"):
         if col not in df:
             df[col] = None
-    df["state"] = [_state(s, t) for s, t in zip(df["status"], df["tags.albsnn.trial_state"], strict=True)]
+    df["state"] = [L.run_state(s, t) for s, t in zip(df["status"], df[f"tags.{L.TRIAL_STATE}"], strict=True)]
     if not (df["state"] == "FINISHED").any():
         counts = df["state"].value_counts().to_dict()
         raise AlbsnnError(f"{where} at {uri} has no finished runs ({len(df)} runs: {counts})")
-    df["sweep_id"] = df["tags.mlflow.parentRunId"].fillna("")
+    df["sweep_id"] = df[f"tags.{L.PARENT_RUN_ID}"].fillna("")
     df["sweep"] = [sweeps[s].name if s in sweeps else "" for s in df["sweep_id"]]
     df["seconds"] = [
         (e - s).total_seconds() if s is not None and e is not None else float("nan")
         for s, e in zip(df["start_time"], df["end_time"], strict=True)
     ]
     df["trial_number"] = [
-        cast_param(x, "int") if isinstance(x, str) else None for x in df["tags.albsnn.optuna_trial_number"]
+        cast_param(x, "int") if isinstance(x, str) else None for x in df[f"tags.{L.OPTUNA_TRIAL_NUMBER}"]
     ]
     # cast parameters: the sweep's declared types, else TrainConfig's field types, else a guess
     types: dict[str, str] = {}
@@ -370,8 +322,10 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         if isinstance(declared, dict):
             types.update({str(k): str(v) for k, v in declared.items()})
     fallback = _train_config_types()
-    names = tuple(sorted(c[len("params.") :] for c in df.columns if c.startswith("params.")))
-    for name in names:
+    logged = tuple(sorted(c[len("params.") :] for c in df.columns if c.startswith("params.")))
+    # Runs log their whole config; the sweeps' declared (searched) names are the parameters compared.
+    names = tuple(n for n in logged if n in types) if types else logged
+    for name in logged:
         kind = types.get(name) or fallback.get(name)
         types.setdefault(name, kind or "")
         values = [cast_param(v, kind) if isinstance(v, str) else None for v in df[f"params.{name}"]]

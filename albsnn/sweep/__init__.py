@@ -13,8 +13,9 @@ Modules: ``space`` (search spaces -> Ray / Optuna domains), ``pipeline`` (pipeli
 ``samplers`` / ``pruners`` (names -> Optuna objects), ``pareto_pruner`` (pruning on all objectives
 at once, the multi-objective default), ``scheduler`` (an Optuna pruner as a Ray
 trial scheduler), ``search`` (``OptunaSearch`` that records PRUNED), ``trainable`` (the Ray
-trainable), ``runner`` (run and resume), ``testing`` (``DeterministicPruner``). MLflow:
-:mod:`albsnn.tracking`. Guide: ``docs/sweeps.md``.
+trainable), ``runner`` (run and resume), ``abandon`` (end an orphaned sweep), ``testing``
+(``DeterministicPruner``), ``tracking`` (the MLflow layout, spool and callback; ``docs/tracking.md``).
+Guide: ``docs/sweeps.md``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ trial's last reported checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -60,8 +61,11 @@ class SweepResult:
     report_path: Path | None = None
     report_error: str | None = None
     wall_seconds: float = 0.0
+    tracking_problems: list[str] = field(default_factory=list)  # each reported once while it ran
 
     def summary(self) -> str:
+        from albsnn.sweep.tracking.layout import ui_url
+
         c = self.counts
         lines = [
             f"experiment:    {self.experiment} (id {self.experiment_id}) at {self.tracking_uri}",
@@ -80,6 +84,13 @@ class SweepResult:
                 f"report:        not generated{why}; run: albsnn report --parent-run {self.parent_run_id} "
                 f"--tracking-uri {shlex.quote(self.tracking_uri)}"
             )
+        if self.tracking_uri.startswith(("http://", "https://")):
+            lines.append(f"MLflow UI:     {ui_url(self.tracking_uri, self.experiment_id)}")
+        else:
+            lines.append(
+                f"MLflow UI:     `albsnn ui`, then {ui_url('http://127.0.0.1:5000', self.experiment_id)}"
+            )
+        lines += [f"MLflow:        {problem}" for problem in self.tracking_problems]
         if self.interrupted:
             lines.append("interrupted:   continue with the same command plus --resume")
         return "\n".join(lines)
@@ -193,7 +204,7 @@ def run_sweep(
     Returns:
         a :class:`SweepResult`; a :class:`ConfigError` for bad input, before anything is recorded.
     """
-    from albsnn import tracking
+    from albsnn.sweep.tracking import layout, runs
 
     started = time.monotonic()
     pipeline_path = Path(pipeline).resolve()
@@ -205,12 +216,14 @@ def run_sweep(
         uri = tracking_uri or info["tracking_uri"]
     else:
         pipe, info = current, None
-        uri = tracking_uri or current.tracking_uri or tracking.default_tracking_uri(create=True)
-    tracking.check_tracking_uri(uri)
+        uri = tracking_uri or current.tracking_uri or layout.default_tracking_uri(create=True)
+    layout.check_tracking_uri(uri)
     require("mlflow")
     require("optuna")
     if resume:
         _check_parent(uri, info)
+    else:
+        runs.check_experiment(uri, pipe.experiment)
     ray_record = None
     if not address:
         for line in local_ray.end_stale(pipe.storage):
@@ -246,7 +259,7 @@ def _check_parent(uri: str, info: dict) -> None:
 def _start(
     pipe: Pipeline, uri: str, command: str, progress: bool, fail_once_at_epoch: int | None
 ) -> SweepResult:
-    from albsnn import tracking
+    from albsnn.sweep.tracking import runs
 
     sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir = pipe.storage / pipe.name / sweep_id
@@ -258,7 +271,7 @@ def _start(
     shutil.copy2(pipe.search_space.path, sweep_dir / "search_space.yaml")
     journal = sweep_dir / JOURNAL_FILE
 
-    experiment_id = tracking.ensure_experiment(uri, pipe.experiment)
+    experiment_id = runs.ensure_experiment(uri, pipe.experiment)
     tags = {
         "albsnn.pipeline": str(pipe.path),
         "albsnn.pipeline_name": pipe.name,
@@ -272,18 +285,41 @@ def _start(
         "albsnn.prune_metric": pipe.prune_on[0],
         "albsnn.num_samples": str(pipe.num_samples),
         "albsnn.base_config": json.dumps(pipe.base_config(), sort_keys=True),
-        **tracking.provenance_tags(command=command),
+        **runs.provenance_tags(command=command),
     }
     if pipe.mode == "search":
         tags.update({"albsnn.optuna_storage": str(journal), "albsnn.optuna_study": sweep_id})
         tags["albsnn.sampler"] = json.dumps(pipe.sampler)
-    parent = tracking.start_parent_run(
+    parent = runs.start_parent_run(
         uri,
         experiment_id,
         sweep_id,
         tags,
         artifacts=[sweep_dir / "pipeline.yaml", sweep_dir / "search_space.yaml"],
     )
+    log = _open_log(sweep_dir, uri, experiment_id, parent)
+    with _ended_on_error(log):
+        return _start_tuner(
+            pipe, sweep_dir, sweep_id, experiment_id, parent, uri, command, progress, fail_once_at_epoch, log
+        )
+
+
+def _start_tuner(
+    pipe: Pipeline,
+    sweep_dir: Path,
+    sweep_id: str,
+    experiment_id: str,
+    parent: str,
+    uri: str,
+    command: str,
+    progress: bool,
+    fail_once_at_epoch: int | None,
+    log,
+) -> SweepResult:
+    from albsnn.sweep.tracking import runs
+    from albsnn.sweep.tracking.callback import MlflowTrialCallback
+
+    journal = sweep_dir / JOURNAL_FILE
     overrides = {"search_space": str(sweep_dir / "search_space.yaml"), "storage": str(pipe.storage)}
     if pipe.train.get("data_dir"):
         overrides["data_dir"] = pipe.train["data_dir"]
@@ -314,13 +350,12 @@ def _start(
     trial_state = scheduler.trial_state if scheduler is not None else None
     callbacks = [
         *_loggers(),
-        tracking.MlflowTrialCallback(
-            uri,
-            experiment_id,
-            parent,
+        MlflowTrialCallback(
+            log,
             param_names=names,
             trial_state=trial_state,
             trial_number=searcher.trial_number if searcher is not None else None,
+            source=runs.source_tags(command),
         ),
     ]
     if progress:
@@ -351,46 +386,77 @@ def _start(
             verbose=0,
         ),
     )
-    return _fit(tuner, pipe, sweep_dir, info, uri)
+    return _fit(tuner, pipe, sweep_dir, info, uri, log)
 
 
 def _resume(
     pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, progress: bool, fail_once_at_epoch: int | None
 ) -> SweepResult:
-    from albsnn import tracking
+    from albsnn.sweep.tracking.runs import driver_tag
 
     tune = require("ray.tune")
     _quiet_tune()
     if not tune.Tuner.can_restore(str(sweep_dir)):
         raise ConfigError(f"--resume: {sweep_dir} holds no Ray Tune experiment state to restore")
-    tracking.reopen_run(uri, info["parent_run_id"])
-    if progress:
-        print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
-    tuner = tune.Tuner.restore(
-        str(sweep_dir),
-        _trainable(pipe, sweep_dir, fail_once_at_epoch),
-        resume_unfinished=True,
-        resume_errored=False,
-        param_space=pipe.param_space(),
-    )
-    return _fit(tuner, pipe, sweep_dir, info, uri)
+    # The spool's unsent records go first; the trials' runs reopen as Tune restarts them.
+    log = _open_log(sweep_dir, uri, info["experiment_id"], info["parent_run_id"])
+    log.reopen_sweep(driver_tag())
+    with _ended_on_error(log):
+        if progress:
+            print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
+        tuner = tune.Tuner.restore(
+            str(sweep_dir),
+            _trainable(pipe, sweep_dir, fail_once_at_epoch),
+            resume_unfinished=True,
+            resume_errored=False,
+            param_space=pipe.param_space(),
+        )
+        return _fit(tuner, pipe, sweep_dir, info, uri, log)
 
 
-def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str) -> SweepResult:
-    from albsnn import tracking
+_FLUSH_S = 300  # how long the end of a sweep waits for MLflow before leaving records in the spool
 
+
+def _open_log(sweep_dir: Path, uri: str, experiment_id: str, parent: str):
+    from albsnn.sweep.tracking.spool import SweepLog
+
+    return SweepLog.open(sweep_dir, uri, experiment_id, parent)
+
+
+@contextlib.contextmanager
+def _ended_on_error(log):
+    """Nothing left RUNNING: on any error or interrupt, the trials' runs and the parent end KILLED/FAILED."""
     try:
-        grid = tuner.fit()
-    except KeyboardInterrupt:
-        tracking.end_run(uri, info["parent_run_id"], "KILLED")
+        yield
+    except BaseException as e:
+        if log.closed:  # the sweep was recorded whole; the error came after
+            raise
+        interrupted = isinstance(e, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"driver error: {_last_line(e)}"
+        log.kill_unfinished(reason)
+        log.end_sweep("KILLED" if interrupted else "FAILED", reason=reason)
+        log.close(timeout=30)
         raise
-    except Exception:
-        tracking.end_run(uri, info["parent_run_id"], "FAILED")
-        raise
+
+
+def _last_line(error: BaseException) -> str:
+    """``Type: message`` of an error; for a TuneError that wraps a traceback, its last line (the cause)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    text = lines[-1].strip() if lines else ""
+    return (text if ": " in text and len(lines) > 1 else f"{type(error).__name__}: {text}")[:250]
+
+
+def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> SweepResult:
+    from albsnn.sweep.tracking.runs import summary_metrics
+
+    grid = tuner.fit()
     trials = _ray_trials(sweep_dir)
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
     if trials and not interrupted:  # an interrupted sweep's RUNNING trials are still wanted
         _close_orphans(info, set(trials))
+    if interrupted:  # reopened by --resume
+        log.kill_unfinished("interrupted")
+    known = set(trials) or set(log.states)
     result = SweepResult(
         sweep_id=info["sweep_id"],
         sweep_dir=sweep_dir,
@@ -398,15 +464,24 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str) -> SweepR
         experiment_id=info["experiment_id"],
         parent_run_id=info["parent_run_id"],
         tracking_uri=uri,
-        counts=_counts(uri, info),
+        counts=log.counts(known),
         ray_trials=len(trials) or len(grid),
         interrupted=interrupted,
         optuna_storage=Path(info["optuna_storage"]) if info.get("optuna_study") else None,
         optuna_study=info.get("optuna_study"),
     )
+    unsent = log.flush(_FLUSH_S)
     if not interrupted and pipe.report.get("enabled", True):
-        _report(result, pipe)
-    tracking.end_run(uri, info["parent_run_id"], "KILLED" if interrupted else "FINISHED")
+        if unsent:
+            result.report_error = f"{unsent} MLflow record(s) still unsent"
+        else:
+            _report(result, pipe)
+    states = {t: s for t, s in log.states.items() if t in known}
+    metrics = summary_metrics({t: log.last.get(t, {}) for t in states}, states)
+    reason = "interrupted" if interrupted else None
+    log.end_sweep("KILLED" if interrupted else "FINISHED", metrics, reason=reason)
+    log.close(_FLUSH_S)
+    result.tracking_problems = list(log.problems)
     return result
 
 
@@ -440,16 +515,6 @@ def _close_orphans(info: dict, ray_trial_ids: set[str]) -> None:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if t.user_attrs.get("ray_trial_id") not in ray_trial_ids:
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-
-
-def _counts(uri: str, info: dict) -> dict[str, int]:
-    from albsnn import tracking
-
-    counts = {"FINISHED": 0, "PRUNED": 0, "FAILED": 0}
-    for run in tracking.child_runs(uri, info["experiment_id"], info["parent_run_id"]):
-        state = run.data.tags.get("albsnn.trial_state", "RUNNING")
-        counts[state] = counts.get(state, 0) + 1
-    return counts
 
 
 def _report(result: SweepResult, pipe: Pipeline) -> None:

@@ -5,7 +5,9 @@ what the driver-side MLflow callback logs as artifacts (``config.json``, ``metri
 ``estimator_history.json``, ``binarized_layers.json``, ``model.albsnn``, and at the last epoch of a
 run with ``estimator_check`` also ``estimator_check.json``) plus the trainer's ``checkpoint.pt``
 and ``state.json`` (``{"epoch": n}``). The trainer computes every metric, including
-``best_val_accuracy``; the trainable only flattens them (:func:`flat_metrics`).
+``best_val_accuracy``; the trainable only flattens them (:func:`flat_metrics`). The first epoch
+an attempt reports also carries ``dataset`` (JSON of :func:`dataset_record`: name, digest of the
+exact samples, split sizes), which the callback logs as the run's MLflow dataset input.
 
 A restarted trial (``FailureConfig`` retry, or ``albsnn sweep --resume``) continues from the newest
 of two checkpoints: Ray's (``ray.tune.get_checkpoint()``) and the copy the trial keeps of its last
@@ -17,6 +19,7 @@ that had its own copy; without one, the MLflow callback skips epochs it has logg
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -32,9 +35,10 @@ from albsnn.metrics import (
     ESTIMATOR_CHECK,
     FIRING_RATE_PREFIX,
 )
-from albsnn.tracking import ESTIMATOR_CHECK_FILE
+from albsnn.sweep.tracking.callback import DATASET_RESULT
+from albsnn.sweep.tracking.layout import ESTIMATOR_CHECK_FILE
 
-__all__ = ["TrialOptions", "run_trial", "flat_metrics", "STATE_FILE", "CHECKPOINT_FILES"]
+__all__ = ["TrialOptions", "run_trial", "flat_metrics", "dataset_record", "STATE_FILE", "CHECKPOINT_FILES"]
 
 STATE_FILE = "state.json"
 CHECKPOINT_FILES = (
@@ -115,9 +119,10 @@ class _Reporter:
         self.options = options
         self.resumed = resumed
         self.node_id = _node_id()
+        self.dataset: str | None = None  # reported with the first epoch of this attempt
 
     def on_fit_start(self, trainer) -> None:
-        pass
+        self.dataset = json.dumps(dataset_record(trainer))
 
     def on_fit_end(self, trainer, result: dict) -> None:
         pass
@@ -131,6 +136,8 @@ class _Reporter:
         report = flat_metrics(metrics)
         if self.node_id:
             report["node_id"] = self.node_id
+        if self.dataset is not None:
+            report[DATASET_RESULT], self.dataset = self.dataset, None
         with tempfile.TemporaryDirectory(prefix="albsnn-ckpt-") as tmp:
             folder = Path(tmp)
             self._write(trainer, metrics, folder)
@@ -170,6 +177,17 @@ class _Reporter:
         for old in self.trial_dir.glob("epoch-*"):
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def dataset_record(trainer) -> dict:
+    """What MLflow's Dataset column shows: the name, a digest of the exact samples, the split sizes."""
+    s, c = trainer.splits, trainer.config
+    digest = hashlib.sha256()
+    for tensor in (s.train_x, s.train_y, s.val_x, s.val_y, s.test_x, s.test_y):
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
+    sizes = {"train": len(s.train_y), "val": len(s.val_y), "test": len(s.test_y)}
+    source = str(c.data_dir) if c.data_dir else f"albsnn.data:{c.dataset}"
+    return {"name": c.dataset, "digest": digest.hexdigest()[:16], "source": source, "profile": sizes}
 
 
 def _node_id() -> str | None:

@@ -1,7 +1,9 @@
 """Fixtures for the report tests: a small MLflow store of REAL training runs, and headless chromium.
 
-``logged_sweeps`` trains tiny digits models with :func:`albsnn.train.fit` and logs them exactly as
-``docs/tracking.md`` says a sweep does (parent run + nested child runs, tags, per-epoch metrics
+``logged_sweeps`` trains tiny digits models with :func:`albsnn.train.fit` and records them through
+the sweep's own code (``albsnn.sweep.tracking``: ``ensure_experiment``, ``start_parent_run``,
+``SweepLog``, ``trial_params``, ``epoch_metrics``), so they are laid out as ``docs/tracking.md``
+says a sweep does (parent run + nested child runs, tags, per-epoch metrics
 including ``val_accuracy`` and ``best_val_accuracy``, artifacts, an Optuna journal for the search
 sweep). It stands in for ``albsnn sweep`` so these tests do not depend on Ray;
 ``test_report_sweep.py`` runs the real sweep command.
@@ -21,9 +23,6 @@ Two sweeps, one experiment ("report-e2e"):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -81,28 +80,26 @@ def _versions() -> dict:
 
 
 class _Logger:
-    """A training callback that logs every epoch as docs/tracking.md says, and stops when told."""
+    """A training callback that records every epoch through the sweep's own SweepLog, and stops when told."""
 
-    def __init__(self, client, run_id: str, stop_after: int | None = None):
-        self.client, self.run_id, self.stop_after = client, run_id, stop_after
+    def __init__(self, log, trial: str, stop_after: int | None = None):
+        self.log, self.trial, self.stop_after = log, trial, stop_after
         self.history: list[dict] = []
         self.last: dict[str, float] = {}  # the last epoch's metrics, as MLflow got them
         self.step = 0  # the last epoch logged
 
     def on_fit_start(self, trainer) -> None:
-        pass
+        from albsnn.sweep.trainable import dataset_record
+
+        self.log.dataset(self.trial, dataset_record(trainer))
 
     def on_epoch_end(self, trainer, m: dict) -> bool:
-        from mlflow.entities import Metric
-
+        from albsnn.sweep.tracking.layout import epoch_metrics
         from albsnn.sweep.trainable import flat_metrics
-        from albsnn.tracking import epoch_metrics
 
         step = m["epoch"]
-        # The sweep's own flattening, so this fixture logs exactly what docs/tracking.md promises.
-        values = epoch_metrics(flat_metrics(m))
-        metrics = [Metric(k, float(v), 0, step) for k, v in values.items()]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        values = epoch_metrics(flat_metrics(m))  # what the sweep's callback logs
+        self.log.epoch(self.trial, step, values)
         self.last, self.step = values, step
         return self.stop_after is not None and step >= self.stop_after
 
@@ -126,39 +123,22 @@ def check_metrics(layers: list[str], run: int) -> dict[str, float]:
     return out
 
 
-def _log_check(client, run_id: str, logger: _Logger, run: int) -> None:
-    """Constructed check metrics at the final step, unless the trainer logged real ones."""
-    from mlflow.entities import Metric
-
-    if any(k.startswith("check_") for k in logger.last):
-        return
-    layers = sorted(k[len("estimate.") :] for k in logger.last if k.startswith("estimate."))
-    values = check_metrics(layers, run)
-    client.log_batch(run_id, metrics=[Metric(k, v, 0, logger.step) for k, v in values.items()])
-    logger.last.update(values)
-
-
-def _train_child(
-    client, exp_id: str, parent: str, name: str, params: dict, out: Path, *, stop_after=None, check=None
-):
+def _train_child(log, name: str, params: dict, out: Path, *, stop_after=None, check=None, number=None):
+    """Train one run and record it as a sweep's callback does (start, epochs, end, artifacts)."""
+    from albsnn.sweep.tracking import layout
+    from albsnn.sweep.tracking.callback import trial_params
     from albsnn.train import TrainConfig, fit
 
-    run = client.create_run(
-        exp_id,
-        run_name=name,
-        tags={"mlflow.parentRunId": parent, "albsnn.role": "trial", "albsnn.trial_id": name},
-    )
-    rid = run.info.run_id
-    for k, v in params.items():
-        client.log_param(rid, k, v)
+    tags = {layout.OPTUNA_TRIAL_NUMBER: str(number)} if number is not None else {}
     config = TrainConfig(**{**BASE, **params, "out": str(out / name)})
-    logger = _Logger(client, rid, stop_after)
+    log.start_trial(name, layout.trial_run_name(params, params), trial_params(config.to_dict()), tags)
+    logger = _Logger(log, name, stop_after)
     result = fit(config, [logger])
-    if check is not None and not stop_after:
-        _log_check(client, rid, logger, check)
-    result = {**result, **logger.last}  # what MLflow holds: val_accuracy, check_* as well
-    if result["bwo_epoch"] is not None:
-        client.log_metric(rid, "bwo_epoch", result["bwo_epoch"])
+    final = layout.final_metrics(result)
+    if check is not None and not stop_after and not any(k.startswith("check_") for k in logger.last):
+        layers = sorted(k[len("estimate.") :] for k in logger.last if k.startswith("estimate."))
+        final.update(check_metrics(layers, check))  # constructed, at the final step
+    result = {**result, **logger.last, **final}  # what MLflow holds: val_accuracy, check_* as well
     art = out / name / "artifacts"
     art.mkdir(parents=True)
     (art / "config.json").write_text(json.dumps(config.to_dict()))
@@ -166,12 +146,10 @@ def _train_child(
     (art / "metrics.json").write_text(json.dumps([json.loads(line) for line in lines if line.strip()]))
     (art / "estimator_history.json").write_text(json.dumps(logger.history))
     (art / "binarized_layers.json").write_text(json.dumps(result["binarized_layers"]))
-    client.log_artifacts(rid, str(art))
-    client.log_artifact(rid, result["model_path"], "model")
-    state = "PRUNED" if stop_after else "FINISHED"
-    client.set_tag(rid, "albsnn.trial_state", state)
-    client.set_terminated(rid, "KILLED" if stop_after else "FINISHED")
-    return rid, state, result
+    log.artifacts(name, [*sorted(art.iterdir()), Path(result["model_path"])])
+    state = layout.PRUNED if stop_after else layout.FINISHED
+    log.end_trial(name, state, step=logger.step, metrics=final)
+    return log.run_id(name), state, result
 
 
 def _parent_tags(name: str, mode: str, root: Path, **extra) -> dict:
@@ -199,32 +177,27 @@ def _parent_tags(name: str, mode: str, root: Path, **extra) -> dict:
 def build_logged_sweeps(root: Path) -> LoggedSweeps:
     """Train and log both sweeps under ``root`` (about 8 short digits runs)."""
     import optuna
-    from mlflow.tracking import MlflowClient
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from albsnn.sweep.tracking import layout, runs
+    from albsnn.sweep.tracking.callback import trial_params
+    from albsnn.sweep.tracking.spool import SweepLog
+    from albsnn.train import TrainConfig
+
     root.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp_id = client.create_experiment("report-e2e", artifact_location=(root / "artifacts").as_uri())
+    exp_id = runs.ensure_experiment(uri, "report-e2e")
     journal = root / "optuna.journal"
-    search = client.create_run(
-        exp_id,
-        run_name="search",
-        tags=_parent_tags(
-            "search",
-            "search",
-            root,
-            **{
-                "albsnn.optuna_storage": str(journal),
-                "albsnn.optuna_study": "search",
-                "albsnn.sampler": "TPESampler",
-                "albsnn.pruner": "MedianPruner",
-            },
-        ),
-    )
-    sid = search.info.run_id
+    search_tags = {
+        "albsnn.optuna_storage": str(journal),
+        "albsnn.optuna_study": "search",
+        "albsnn.sampler": "TPESampler",
+        "albsnn.pruner": "MedianPruner",
+    }
+    sid = runs.start_parent_run(uri, exp_id, "search", _parent_tags("search", "search", root, **search_tags))
+    log = SweepLog(root / "spool-search", uri, exp_id, sid)
     out = root / "runs"
     logged = LoggedSweeps(uri, "report-e2e", root, sid, "", journal)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -244,9 +217,8 @@ def build_logged_sweeps(root: Path) -> LoggedSweeps:
     for i, params in enumerate([*SEARCH, PRUNED]):
         pruned = params is PRUNED
         rid, state, result = _train_child(
-            client, exp_id, sid, f"search-{i}", params, out, stop_after=1 if pruned else None, check=i
+            log, f"search-{i}", params, out, stop_after=1 if pruned else None, check=i, number=i
         )
-        client.set_tag(rid, "albsnn.optuna_trial_number", str(i))
         logged.children[rid] = dict(params=params, state=state, result=result)
         study.add_trial(
             optuna.trial.create_trial(
@@ -256,46 +228,32 @@ def build_logged_sweeps(root: Path) -> LoggedSweeps:
                 values=None if pruned else [result[VAL], result["storage_bytes"]],
             )
         )
-    failed = client.create_run(
-        exp_id,
-        run_name="search-5",
-        tags={
-            "mlflow.parentRunId": sid,
-            "albsnn.role": "trial",
-            "albsnn.trial_id": "search-5",
-            "albsnn.trial_state": "FAILED",
-        },
-    )
-    for k, v in FAILED.items():
-        client.log_param(failed.info.run_id, k, v)
-    client.set_terminated(failed.info.run_id, "FAILED")
-    logged.children[failed.info.run_id] = dict(params=FAILED, state="FAILED", result=None)
-    client.set_terminated(sid, "FINISHED")
+    failed_config = TrainConfig(**{**BASE, **FAILED}).to_dict()
+    log.start_trial("search-5", layout.trial_run_name(FAILED, FAILED), trial_params(failed_config))
+    log.end_trial("search-5", layout.FAILED)
+    logged.children[log.run_id("search-5")] = dict(params=FAILED, state="FAILED", result=None)
+    log.end_sweep("FINISHED")
+    assert log.close() == 0 and not log.problems
 
-    ablation = client.create_run(exp_id, run_name="ablation", tags=_parent_tags("ablation", "ablation", root))
-    aid = ablation.info.run_id
+    aid = runs.start_parent_run(uri, exp_id, "ablation", _parent_tags("ablation", "ablation", root))
+    log = SweepLog(root / "spool-ablation", uri, exp_id, aid)
     logged.ablation_parent = aid
     for i, (params, seed) in enumerate(ABLATION):
         p = {**params, "seed": seed}
-        rid, state, result = _train_child(client, exp_id, aid, f"ablation-{i}", p, out)
+        rid, state, result = _train_child(log, f"ablation-{i}", p, out)
         logged.children[rid] = dict(params=p, state=state, result=result)
-    client.set_terminated(aid, "FINISHED")
+    log.end_sweep("FINISHED")
+    assert log.close() == 0 and not log.problems
 
     # a third experiment whose sweep never finished a trial (bad input for `albsnn report`)
-    empty_id = client.create_experiment(
-        NOTHING_FINISHED, artifact_location=(root / "artifacts-empty").as_uri()
-    )
-    parent = client.create_run(
-        empty_id, run_name="broken", tags=_parent_tags("broken", "search", root)
-    ).info.run_id
-    for i, status in enumerate(("FAILED", "KILLED")):
-        child = client.create_run(
-            empty_id,
-            run_name=f"broken-{i}",
-            tags={"mlflow.parentRunId": parent, "albsnn.role": "trial", "albsnn.trial_id": f"broken-{i}"},
-        )
-        client.set_terminated(child.info.run_id, status)
-    client.set_terminated(parent, "FAILED")
+    empty_id = runs.ensure_experiment(uri, NOTHING_FINISHED)
+    parent = runs.start_parent_run(uri, empty_id, "broken", _parent_tags("broken", "search", root))
+    log = SweepLog(root / "spool-broken", uri, empty_id, parent)
+    for i, state in enumerate((layout.FAILED, layout.PRUNED)):
+        log.start_trial(f"broken-{i}", f"broken-{i}", {})
+        log.end_trial(f"broken-{i}", state)
+    log.end_sweep("FAILED")
+    assert log.close() == 0 and not log.problems
     return logged
 
 
@@ -343,23 +301,3 @@ def _md_table(md: str, first_header: str) -> list[dict]:
 def md_table():
     """``md_table(markdown, first_header) -> [row dicts]``."""
     return _md_table
-
-
-# ---- headless chromium --------------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing and we are root, else the test skips."""
-    if not os.path.exists(CHROMIUM):
-        if os.geteuid() != 0 or not shutil.which("apt-get"):
-            pytest.skip(f"{CHROMIUM} is missing and apt-get needs root: apt-get install -y chromium")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if proc.returncode != 0:
-                pytest.skip(f"could not install chromium ({' '.join(cmd)}): {proc.stderr.strip()[-300:]}")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} still missing after apt-get install chromium")
-    return CHROMIUM

@@ -79,7 +79,7 @@ def _write_pipeline(folder: Path, name: str, *, space: str = TINY_SPACE, **overr
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_pipeline():
     """``write_pipeline(folder, name, space=..., **pipeline keys) -> path`` of a tiny digits sweep."""
     return _write_pipeline
@@ -118,3 +118,63 @@ def subprocess_env() -> dict:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+# ---- a real MLflow tracking server on 127.0.0.1 ---------------------------------------------------
+class MlflowServer:
+    """``mlflow server`` (SQLite backend, local artifact folder) that a test can stop and start again."""
+
+    def __init__(self, folder: Path):
+        import socket
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 300) -> None:
+        import subprocess
+        import time
+        import urllib.request
+
+        argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination", str(self.folder / "artifacts")]  # fmt: skip
+        log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - the server's lifetime
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"mlflow server did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except Exception:  # noqa: BLE001 - it would not stop: make sure
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 for the session (tests may stop and restart it)."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()

@@ -20,8 +20,11 @@ from albsnn.sweep.pruners import PRUNERS, make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
 from albsnn.sweep.testing import DeterministicPruner
+from albsnn.sweep.tracking.callback import MlflowTrialCallback, trial_params
+from albsnn.sweep.tracking.layout import check_tracking_uri
+from albsnn.sweep.tracking.runs import ensure_experiment, start_parent_run
+from albsnn.sweep.tracking.spool import SENT_FILE, SweepLog
 from albsnn.sweep.trainable import _pick_checkpoint, flat_metrics
-from albsnn.tracking import MlflowTrialCallback, check_tracking_uri, ensure_experiment, start_parent_run
 
 STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
 
@@ -175,44 +178,63 @@ def parent(tracking_uri, request):
     return experiment_id, start_parent_run(tracking_uri, experiment_id, "sweep", {})
 
 
+@pytest.fixture
+def sweep_log(tracking_uri, parent, tmp_path):
+    logs = []
+
+    def make(folder=tmp_path / "sweep"):
+        logs.append(SweepLog(folder, tracking_uri, *parent, quiet=True))
+        return logs[-1]
+
+    yield make
+    for log in logs:
+        if not log.closed:
+            log.close(timeout=30)
+
+
 def _history(client, run_id, key="val_accuracy"):
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def test_callback_keeps_one_run_per_trial_and_logs_each_epoch_once(tracking_uri, parent):
-    # Rule: a retried or resumed trial (a new callback object, even) finds its run by albsnn.trial_id;
-    # epochs a resumed trial reports again are not logged twice.
+def test_callback_keeps_one_run_per_trial_and_logs_each_epoch_once(tracking_uri, parent, sweep_log):
+    # Rule: a retried or resumed trial (a new callback and spool object, even) finds its run by
+    # albsnn.trial_id; epochs a resumed trial reports again are not logged twice; the run carries
+    # the whole resolved TrainConfig as params and is named from its swept values.
     experiment_id, parent_id = parent
-    trial = FakeTrial("t1", config={"lr": 0.01, "seed": 0, "epochs": 3})
-    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr", "seed"])
+    trial = FakeTrial("t1", config={"lr": 0.01, "seed": 0, "epochs": 3, "time_steps": 2})
+    log = sweep_log()
+    callback = MlflowTrialCallback(log, param_names=["lr", "time_steps", "seed"])
     callback.on_trial_start(0, [], trial)
     for epoch in (1, 2):
         callback.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.5, "firing_rate.lif1": 0.1})
-    again = pickle.loads(
-        pickle.dumps(MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=["lr"]))
-    )
+    log.close(timeout=60)
+    again = pickle.loads(pickle.dumps(MlflowTrialCallback(sweep_log(), param_names=["lr"])))
     again.on_trial_start(0, [], trial)
     for epoch in (2, 3):
         again.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.6, "best_val_accuracy": 0.6})
     trial.last_result = {"epoch": 3, "bwo_epoch": 2}
     again.on_trial_complete(0, [], trial)
+    assert again.log.close(timeout=60) == 0 and not again.log.problems
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
     assert len(runs) == 1
     run = runs[0]
+    assert run.info.run_name == "lr=0.01 T=2 s0"
     assert _history(client, run.info.run_id) == [1, 2, 3]
-    assert run.data.params == {"lr": "0.01", "seed": "0"}
+    assert run.data.params == trial_params(trial.config)
+    assert {"lr": "0.01", "seed": "0", "time_steps": "2", "epochs": "3"}.items() <= run.data.params.items()
+    assert {"dataset", "width", "batch_size", "threshold"} <= set(run.data.params)  # fixed values too
     assert run.data.tags["mlflow.parentRunId"] == parent_id
     assert run.data.tags["albsnn.trial_state"] == "FINISHED" and run.info.status == "FINISHED"
     assert run.data.metrics["best_val_accuracy"] == 0.6 and run.data.metrics["bwo_epoch"] == 2
     assert "firing_rate.lif1" in run.data.metrics
 
 
-def test_callback_logs_the_estimator_check_at_the_final_step(tracking_uri, parent):
+def test_callback_logs_the_estimator_check_at_the_final_step(tracking_uri, parent, sweep_log):
     # Rule: check_measured.* / check_estimate.* come with the final epoch only and are logged like
     # every per-epoch metric, at that epoch's step; test_accuracy is logged too (reported, not selected).
-    experiment_id, parent_id = parent
-    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=[])
+    log = sweep_log()
+    callback = MlflowTrialCallback(log, param_names=[])
     trial = FakeTrial("c")
     callback.on_trial_start(0, [], trial)
     callback.on_trial_result(0, [], trial, {"epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.4})
@@ -224,35 +246,72 @@ def test_callback_logs_the_estimator_check_at_the_final_step(tracking_uri, paren
     }
     callback.on_trial_result(0, [], trial, final)
     client = MlflowClient(tracking_uri)
-    run_id = callback.run_id(trial)
+    run_id = log.run_id("c")
     for key in ("check_measured.conv2", "check_estimate.weight-error.conv2", "check_estimate.taylor.conv2"):
         assert _history(client, run_id, key) == [2], key
     assert _history(client, run_id, "test_accuracy") == [1, 2]
 
 
 @pytest.mark.parametrize("state, status", [("PRUNED", "KILLED"), (None, "FINISHED")])
-def test_callback_ends_pruned_trials_killed(tracking_uri, parent, state, status):
-    experiment_id, parent_id = parent
-    callback = MlflowTrialCallback(
-        tracking_uri, experiment_id, parent_id, param_names=[], trial_state=lambda trial_id: state
-    )
+def test_callback_ends_pruned_trials_killed(tracking_uri, parent, sweep_log, state, status):
+    log = sweep_log()
+    callback = MlflowTrialCallback(log, param_names=[], trial_state=lambda trial_id: state)
     trial = FakeTrial("p", last_result={"epoch": 2})
     callback.on_trial_start(0, [], trial)
     callback.on_trial_complete(0, [], trial)
-    run = MlflowClient(tracking_uri).get_run(callback.run_id(trial))
+    run = MlflowClient(tracking_uri).get_run(log.run_id("p"))
     assert run.info.status == status
     assert run.data.tags["albsnn.trial_state"] == (state or "FINISHED")
 
 
-def test_callback_deletes_runs_of_trials_ray_no_longer_knows(tracking_uri, parent):
+def test_callback_deletes_runs_of_trials_ray_no_longer_knows(tracking_uri, parent, sweep_log):
     experiment_id, parent_id = parent
-    callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_id, param_names=[])
+    log = sweep_log()
+    callback = MlflowTrialCallback(log, param_names=[])
     kept, lost = FakeTrial("kept"), FakeTrial("lost")
     callback.on_trial_start(0, [], kept)
     callback.on_trial_start(0, [], lost)
     callback.on_experiment_end([kept])
+    log.flush(60)
     runs = MlflowClient(tracking_uri).search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
     assert [r.data.tags["albsnn.trial_id"] for r in runs] == ["kept"]
+
+
+def test_callback_never_raises_into_tune_and_reports_a_failure_once(parent, sweep_log, capsys):
+    # Rule: whatever goes wrong in a hook (here: a trial object without a config) is said once on
+    # the console and kept for the summary; Tune never sees an exception.
+    log = sweep_log()
+    log.quiet = False
+    callback = MlflowTrialCallback(log, param_names=["lr"])
+    broken = SimpleNamespace(trial_id="x")
+    for _ in range(3):
+        callback.on_trial_start(0, [], broken)
+    err = capsys.readouterr().err
+    assert err.count("MLflow: on_trial_start failed") == 1, err
+    assert list(log.problems.values()) == [3]
+
+
+def test_records_wait_in_the_spool_while_the_server_is_down_and_are_sent_once(tracking_uri, parent, tmp_path):
+    # Rule: recording never waits for MLflow; what could not be sent is sent by the next log that
+    # opens the same spool (--resume, --abandon), and nothing is sent twice.
+    experiment_id, parent_id = parent
+    down = SweepLog(tmp_path / "s", "http://127.0.0.1:9", experiment_id, parent_id, quiet=True)
+    down.start_trial("t", "t", {"lr": "0.01"})
+    for step in (1, 2, 2, 3):
+        down.epoch("t", step, {"val_accuracy": step / 10})
+    assert down.close(timeout=1) == 4  # start + three epochs (step 2 recorded once)
+    assert any("does not answer" in p for p in down.problems)
+    up = SweepLog(tmp_path / "s", tracking_uri, experiment_id, parent_id, quiet=True)
+    assert up.last_step == {"t": 3}
+    up.epoch("t", 3, {"val_accuracy": 0.3})  # a resumed trial reporting its last epoch again
+    assert up.close(timeout=60) == 0
+    (tmp_path / "s" / SENT_FILE).unlink()  # as if that note were lost: every record is applied again
+    replay = SweepLog(tmp_path / "s", tracking_uri, experiment_id, parent_id, quiet=True)
+    assert replay.close(timeout=60) == 0
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)]
 
 
 def test_unreachable_tracking_server_is_named():
@@ -269,8 +328,21 @@ def test_progress_line_leads_with_validation_accuracy_and_labels_test():
 # -> one line, exit 2, nothing recorded
 
 
+@pytest.fixture
+def not_an_mlflow_server():
+    """An HTTP server on 127.0.0.1 that answers every request with 404 (not MLflow)."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    server.RequestHandlerClass.log_message = lambda *a: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/nothing-here"
+    server.shutdown()
+
+
 def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
-    write_pipeline, tmp_path, tracking_uri, capsys
+    write_pipeline, tmp_path, tracking_uri, capsys, not_an_mlflow_server
 ):
     good = write_pipeline(tmp_path, "cli-good", mlflow={"experiment": "never-created"})
     unknown_key = write_pipeline(tmp_path, "cli-key", colour="blue")
@@ -278,6 +350,10 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
     orphan_condition = write_pipeline(
         tmp_path, "cli-when", space="bwo:\n  bwo_patience: {int: [1, 5], when: {bwo: [project]}}\n"
     )
+    deleted = write_pipeline(tmp_path, "cli-deleted", mlflow={"experiment": "gone"})
+    client = MlflowClient(tracking_uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    not_mlflow = not_an_mlflow_server
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("name: [unclosed\n")
     cases = [
@@ -288,6 +364,10 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
         ([str(good), "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
         ([str(good), "--address", "ray://127.0.0.1:9"], "ray://127.0.0.1:9"),
         ([str(good), "--resume"], "--resume: no sweep of pipeline 'cli-good'"),
+        ([str(good), "--tracking-uri", "mlfow://typo"], "unsupported tracking URI 'mlfow://typo'"),
+        ([str(good), "--tracking-uri", not_mlflow], f"{not_mlflow} is not an MLflow tracking server"),
+        ([str(deleted)], "MLflow experiment 'gone' at"),
+        ([], "give a pipeline YAML file (or --abandon SWEEP_ID)"),
     ]
     for argv, words in cases:
         extra = [] if "--tracking-uri" in argv else ["--tracking-uri", tracking_uri]

@@ -22,6 +22,9 @@ from ray.tune import ExperimentAnalysis
 
 from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
+from albsnn.train import TrainConfig
+
+pytestmark = pytest.mark.slow  # real sweeps through Ray Tune
 
 TRIAL_ARTIFACTS = {"config.json", "metrics.json", "estimator_history.json", "binarized_layers.json", "model"}
 CHECK_ARTIFACT = "estimator_check.json"  # finished trials only: the check runs after the last epoch
@@ -72,12 +75,33 @@ def test_small_sweep_records_parent_children_and_optuna_states(
         "search_space.yaml",
     }
 
+    # Readable in the MLflow UI: training-runs view, summary metrics on the parent, source columns
+    experiment = client.get_experiment(result.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert parent.data.metrics["trials_finished"] == 3 and parent.data.metrics["trials_pruned"] == 3
+    assert 0 < parent.data.metrics["sweep_val_hypervolume"] < 1
+    assert parent.data.metrics["sweep_best_val_accuracy"] == max(
+        c.data.metrics["best_val_accuracy"] for c in _children(tracking_uri, result)
+    )
+    assert parent.info.status == "FINISHED"
+
     children = _children(tracking_uri, result)
     assert len(children) == 6 and len({c.data.tags["albsnn.trial_id"] for c in children}) == 6
     by_state = {"FINISHED": [], "PRUNED": []}
+    config_fields = set(TrainConfig.from_dict({}).to_dict()) - {"out"}
     for run in children:
         by_state[run.data.tags["albsnn.trial_state"]].append(run)
-        assert set(run.data.params) == {"width", "time_steps", "lr", "seed"}
+        params = run.data.params
+        assert set(params) == config_fields  # searched and fixed values alike
+        assert params["epochs"] == "3" and params["dataset"] == "digits" and params["limit_train"] == "300"
+        w, t, lr = float(params["width"]), params["time_steps"], float(params["lr"])
+        assert run.info.run_name == f"w={w:.2g} T={t} lr={lr:.2g} s0"
+        assert {"mlflow.user", "mlflow.source.name", "mlflow.source.git.commit"} <= set(run.data.tags)
+        assert run.data.tags["mlflow.source.name"] == "pytest small"
+        (dataset,) = run.inputs.dataset_inputs
+        assert dataset.dataset.name == "digits" and len(dataset.dataset.digest) == 16
+        assert json.loads(dataset.dataset.profile) == {"train": 300, "val": 144, "test": 200}
+        assert "learning_rate" in run.data.metrics and "lr" not in run.data.metrics
         assert {"val_accuracy", "test_accuracy", "storage_bytes", "storage_reduction"} <= set(
             run.data.metrics
         )

@@ -1,0 +1,309 @@
+"""A sweep's MLflow records: appended to a spool file first, sent by a background thread.
+
+Training never waits for MLflow. Each record goes to ``<sweep>/mlflow-spool.jsonl`` (one JSON line)
+and into the queue of one sender thread, which applies the records in order (:mod:`.writer`) and
+notes how many are applied in ``mlflow-spool.sent``. When the server is slow or down the sender
+retries the same record, with a growing pause, until it answers, so nothing is lost or reordered;
+records left at the end of a sweep are replayed by ``--resume`` or ``--abandon`` (which open the
+same spool). Replays are harmless (every operation is idempotent, see :mod:`.writer`), and a
+trial's epochs are recorded once: :meth:`SweepLog.epoch` drops a step the trial already recorded.
+
+    log = SweepLog(sweep_dir, uri, experiment_id, parent_run_id)
+    log.start_trial("abc", "T=2 s0", params={...})
+    log.epoch("abc", 1, {"val_accuracy": 0.8})
+    log.end_trial("abc", "FINISHED", step=1)
+    log.close(timeout=60)            # the number of records still unsent
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.tracking.writer import MlflowWriter, fail_fast_http, is_permanent
+
+__all__ = ["SweepLog", "SPOOL_FILE", "SENT_FILE", "OUTBOX_DIR"]
+
+SPOOL_FILE = "mlflow-spool.jsonl"
+SENT_FILE = "mlflow-spool.sent"
+OUTBOX_DIR = "mlflow-outbox"  # artifacts staged for upload (removed once uploaded)
+_log = logging.getLogger(__name__)
+_MAX_PAUSE = 5.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SweepLog:
+    """The spool, its sender thread, and what the records say about each trial.
+
+    :meth:`open` returns the log a process already has open for a sweep folder (the callback Tune
+    unpickles on ``--resume`` finds the runner's log that way).
+    """
+
+    _open: dict[Path, SweepLog] = {}
+
+    @classmethod
+    def open(
+        cls, sweep_dir: str | Path, uri: str, experiment_id: str, parent_run_id: str, **kwargs
+    ) -> SweepLog:
+        key = Path(sweep_dir).resolve()
+        log = cls._open.get(key)
+        if log is None or log.closed:
+            log = cls._open[key] = cls(key, uri, experiment_id, parent_run_id, **kwargs)
+        return log
+
+    def __init__(
+        self, sweep_dir: str | Path, uri: str, experiment_id: str, parent_run_id: str, *, quiet: bool = False
+    ):
+        self.folder = Path(sweep_dir)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.uri = uri
+        self.quiet = quiet  # problems are still counted for the summary
+        self.writer = MlflowWriter(uri, experiment_id, parent_run_id)
+        fail_fast_http(uri)
+        self.last_step: dict[str, int] = {}
+        self.states: dict[str, str] = {}  # trial id -> RUNNING | FINISHED | PRUNED | FAILED
+        self.last: dict[str, dict[str, float]] = {}  # trial id -> its newest value of each metric
+        self.inputs: set[str] = set()  # trials whose dataset is recorded
+        self.problems: dict[str, int] = {}  # message -> how often
+        self._records: list[dict] = []
+        self._lock = threading.Condition()
+        self._sent = self._read_sent()
+        self._down_since: float | None = None
+        self._stop = False
+        self.closed = False
+        for record in self._read_spool():
+            self._note(record)
+            self._records.append(record)
+        self._file = open(self.folder / SPOOL_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open for the sweep
+        self._thread = threading.Thread(target=self._send_loop, name="albsnn-mlflow-sender", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- recording (never blocks on MLflow)
+    def start_trial(self, trial: str, name: str, params: Mapping[str, str], tags: Mapping | None = None):
+        self._add(
+            {"op": "start", "trial": trial, "name": name, "params": dict(params), "tags": dict(tags or {})}
+        )
+
+    def epoch(self, trial: str, step: int, metrics: Mapping[str, float], tags: Mapping | None = None) -> bool:
+        """Record one epoch; False (and nothing recorded) when the trial recorded this step before."""
+        if step <= self.last_step.get(trial, 0):
+            return False
+        self._add(
+            {"op": "epoch", "trial": trial, "step": step, "metrics": dict(metrics), "tags": dict(tags or {})}
+        )
+        return True
+
+    def dataset(self, trial: str, dataset: Mapping) -> None:
+        if trial not in self.inputs:
+            self._add({"op": "input", "trial": trial, "dataset": dict(dataset)})
+
+    def tags(self, trial: str, tags: Mapping[str, str]) -> None:
+        self._add({"op": "tags", "trial": trial, "tags": dict(tags)})
+
+    def end_trial(
+        self,
+        trial: str,
+        state: str,
+        *,
+        step: int = 0,
+        metrics: Mapping | None = None,
+        tags: Mapping | None = None,
+    ) -> None:
+        tags = {**(tags or {}), L.TRIAL_STATE: state}
+        if state == L.PRUNED and step:
+            tags[L.PRUNED_AT_EPOCH] = str(step)
+        self._add(
+            {
+                "op": "end",
+                "trial": trial,
+                "state": state,
+                "step": step,
+                "metrics": dict(metrics or {}),
+                "tags": tags,
+            }
+        )
+
+    def artifacts(self, trial: str, files: Iterable[Path]) -> None:
+        """Copy ``files`` to the outbox now (checkpoints rotate away) and upload them in the background."""
+        outbox = self.folder / OUTBOX_DIR / trial
+        shutil.rmtree(outbox, ignore_errors=True)
+        outbox.mkdir(parents=True)
+        for path in files:
+            shutil.copy2(path, outbox / Path(path).name)
+        self._add({"op": "artifacts", "trial": trial, "folder": str(outbox)})
+
+    def forget_orphans(self, known: Iterable[str]) -> None:
+        self._add({"op": "orphans", "known": sorted(known)})
+
+    def kill_unfinished(self, reason: str) -> None:
+        self._add({"op": "kill_unfinished", "reason": reason})
+
+    def end_sweep(self, status: str, metrics: Mapping | None = None, reason: str | None = None) -> None:
+        tags = {L.END_REASON: reason} if reason else {}
+        self._add({"op": "parent_end", "status": status, "metrics": dict(metrics or {}), "tags": tags})
+
+    def reopen_sweep(self, tags: Mapping[str, str] | None = None) -> None:
+        self._add({"op": "parent_reopen", "tags": dict(tags or {})})
+
+    # ---------------------------------------------------------------- state
+    def counts(self, trials: Iterable[str] | None = None) -> dict[str, int]:
+        """``{FINISHED, PRUNED, FAILED: n}`` over ``trials`` (default: every trial recorded)."""
+        wanted = self.states if trials is None else {t: self.states.get(t, L.RUNNING) for t in trials}
+        out = {L.FINISHED: 0, L.PRUNED: 0, L.FAILED: 0}
+        for state in wanted.values():
+            out[state] = out.get(state, 0) + 1
+        return out
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._records) - self._sent
+
+    def run_id(self, trial: str, timeout: float = 60.0) -> str | None:
+        """The trial's MLflow run id, once the records so far are sent."""
+        self.flush(timeout)
+        return self.writer.runs.get(trial)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every record is sent or ``timeout`` passes; returns the number still unsent."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._sent < len(self._records) and self._thread.is_alive():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._lock.wait(left if left is not None else 1.0)
+            return len(self._records) - self._sent
+
+    def close(self, timeout: float | None = 60.0) -> int:
+        """Send what can be sent within ``timeout``, stop the sender; returns the number left unsent."""
+        left = self.flush(timeout)
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        self._thread.join(timeout=10)
+        self._file.close()
+        self.closed = True
+        if left:
+            self.problem(
+                f"{left} record(s) not sent to {self.uri}; kept in {self.folder / SPOOL_FILE} and sent "
+                "by `albsnn sweep --resume` or `--abandon`"
+            )
+        return left
+
+    def problem(self, message: str) -> None:
+        """Say ``message`` on the console the first time; count it for the summary."""
+        first = message not in self.problems
+        self.problems[message] = self.problems.get(message, 0) + 1
+        if first and not self.quiet:
+            print(f"MLflow: {message}", file=sys.stderr, flush=True)
+
+    # ---------------------------------------------------------------- internals
+    def _add(self, record: dict) -> None:
+        record.setdefault("ts", _now_ms())
+        with self._lock:
+            self._note(record)
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+            self._records.append(record)
+            self._lock.notify_all()
+
+    def _note(self, record: dict) -> None:
+        op, trial = record["op"], record.get("trial")
+        if op == "start":
+            self.states[trial] = L.RUNNING
+        elif op == "epoch":
+            self.last_step[trial] = max(self.last_step.get(trial, 0), record["step"])
+            self.last.setdefault(trial, {}).update(record["metrics"])
+        elif op == "end":
+            self.states[trial] = record["state"]
+            self.last.setdefault(trial, {}).update(record["metrics"])
+        elif op == "input":
+            self.inputs.add(trial)
+
+    def _read_spool(self) -> list[dict]:
+        path = self.folder / SPOOL_FILE
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a line cut short by a killed process: it was never sent either
+                continue
+        return records
+
+    def _read_sent(self) -> int:
+        try:
+            return int((self.folder / SENT_FILE).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def _write_sent(self, count: int) -> None:
+        tmp = self.folder / f".{SENT_FILE}.tmp"
+        tmp.write_text(str(count))
+        os.replace(tmp, self.folder / SENT_FILE)
+
+    def _send_loop(self) -> None:
+        pause = 0.2
+        while True:
+            with self._lock:
+                while self._sent >= len(self._records) and not self._stop:
+                    self._lock.wait()
+                if self._sent >= len(self._records) or self._stop:
+                    return
+                index, record = self._sent, self._records[self._sent]
+            try:
+                self.writer.apply(record)
+            except Exception as e:  # noqa: BLE001 - every failure is reported, none reaches Tune
+                if is_permanent(e):
+                    self.problem(f"a {record['op']} record was refused and skipped ({_first_line(e)})")
+                else:
+                    self._down(e)
+                    with self._lock:
+                        self._lock.wait(pause)
+                        if self._stop:
+                            return
+                    pause = min(pause * 2, _MAX_PAUSE)
+                    continue
+            pause = 0.2
+            self._up()
+            with self._lock:
+                self._sent = index + 1
+                self._write_sent(self._sent)
+                self._lock.notify_all()
+
+    def _down(self, error: Exception) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self.problem(
+                f"{self.uri} does not answer ({_first_line(error)[:200]}); training goes on, records wait in "
+                f"{self.folder / SPOOL_FILE}"
+            )
+
+    def _up(self) -> None:
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            self._down_since = None
+            if not self.quiet:
+                print(
+                    f"MLflow: {self.uri} answers again after {down:.0f} s; sending the waiting records",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
