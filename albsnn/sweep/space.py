@@ -232,6 +232,11 @@ class SearchSpace:
                     f"{self.path or 'search space'}: parameter {p.group}.{p.name}: "
                     f"{p.kind} cannot be used in {mode} mode ({hint})"
                 )
+        if mode == "search" and not self.to_optuna():
+            raise ConfigError(
+                f"{self.path or 'search space'}: search mode has nothing to sample (every parameter is "
+                f"fixed); give one a choice/uniform/int range, or use mode: ablation to repeat a config"
+            )
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

@@ -64,7 +64,7 @@ def test_the_sweep_writes_its_report_and_logs_it_to_the_parent_run(swept):
 
     folder, stdout = swept
     report = Path(re.search(r"^report:\s+(\S+)", stdout, re.M).group(1))
-    assert report.parent == folder / "reports" and report.is_dir()
+    assert report.parent == folder / "runs" / "reports" and report.is_dir()
     for name in (
         "index.html",
         "report.md",
@@ -75,7 +75,7 @@ def test_the_sweep_writes_its_report_and_logs_it_to_the_parent_run(swept):
     ):
         assert (report / name).is_file(), name
     parent = re.search(r"^parent run:\s+(\w+)", stdout, re.M).group(1)
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{folder / 'runs' / 'mlflow.db'}")
     logged = {Path(a.path).name for a in client.list_artifacts(parent, "report")}
     assert {"index.html", "report.md", "pareto.csv"} <= logged
 
@@ -86,7 +86,7 @@ def test_report_md_of_the_sweep_equals_mlflow(swept, md_table):
 
     folder, stdout = swept
     report = Path(re.search(r"^report:\s+(\S+)", stdout, re.M).group(1))
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{folder / 'runs' / 'mlflow.db'}")
     rows = md_table((report / "report.md").read_text(), "#")
     assert rows
     for row in rows:

@@ -41,10 +41,19 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_an_error_before_the_fit_ends_the_parent_failed(ray_cluster, tracking_uri, write_pipeline, tmp_path):
-    # A search with nothing to search fails inside Tune, after the parent run was created.
-    path = write_pipeline(tmp_path, "nothing-searched", space="model:\n  width: 0.5\n")
-    with pytest.raises(Exception):  # noqa: B017 - whatever Tune raises; the runs are what matters
+def test_an_error_before_the_fit_ends_the_parent_failed(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path, monkeypatch
+):
+    # Anything that fails after the parent run exists and before Tune starts (here: building the
+    # searcher) must not leave that run RUNNING.
+    from albsnn.sweep import runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("searcher cannot be built")
+
+    monkeypatch.setattr(runner, "_scheduler_and_searcher", broken)
+    path = write_pipeline(tmp_path, "nothing-searched")
+    with pytest.raises(RuntimeError, match="searcher cannot be built"):
         run_sweep(path, tracking_uri=tracking_uri, progress=False)
     parent, children = _runs(tracking_uri, "test-nothing-searched")
     assert parent.info.status == "FAILED"

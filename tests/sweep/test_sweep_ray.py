@@ -206,11 +206,11 @@ def test_conditional_parameter_reaches_only_the_trials_whose_parent_matches(
     search = {t.user_attrs["ray_trial_id"]: t for t in _study(result, result.optuna_study).trials}
     widths = set()
     for run in _children(tracking_uri, result):
-        params = run.data.params
+        params = run.data.params  # the whole resolved config: sampled and fixed alike
         widths.add(params["width"])
-        assert ("time_steps" in params) == (params["width"] == "0.5")
         sampled = {k: str(v) for k, v in search[run.data.tags["albsnn.trial_id"]].params.items()}
-        assert sampled == {k: v for k, v in params.items() if k != "seed"}
+        assert ("time_steps" in sampled) == (sampled["width"] == "0.5")
+        assert sampled == {k: params[k] for k in sampled}
     assert widths == {"0.25", "0.5"}
 
 
