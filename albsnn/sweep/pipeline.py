@@ -16,7 +16,8 @@
     resources: {cpus: 1, gpus: 0}       # per trial; fractional gpus pack trials on one card
     seeds: [0]                          # search: the one seed; ablation: grid x seeds
     max_failures: 2                     # retries of a crashed trial, from its last checkpoint
-    keep_checkpoints: 2
+    checkpoint_every: 1                 # epochs between trial checkpoints (the last epoch always)
+    keep_checkpoints: 2                 # newest checkpoints each trial keeps
     storage: runs/sweeps                # Ray Tune storage path (shared by all nodes on a cluster)
     mlflow: {experiment: albsnn-demo, tracking_uri: null}
     report: {enabled: true, out_dir: null}
@@ -91,6 +92,7 @@ class Pipeline:
     resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
     seeds: list[int] = field(default_factory=lambda: [0])
     max_failures: int = 2
+    checkpoint_every: int = 1
     keep_checkpoints: int = 2
     storage: Path = Path("runs/sweeps")
     experiment: str = ""
@@ -153,6 +155,7 @@ _KEYS = {
     "resources": dict,
     "seeds": (list, int),
     "max_failures": int,
+    "checkpoint_every": int,
     "keep_checkpoints": int,
     "storage": str,
     "mlflow": dict,
@@ -212,6 +215,12 @@ def parse_pipeline(
     )
     if samples < 1:
         raise ConfigError(f"{where}: num_samples must be >= 1, but got {samples}")
+    if mode == "ablation" and samples > 1:
+        source = "--num-samples" if num_samples is not None else "num_samples"
+        raise ConfigError(
+            f"{where}: {source}={samples} in ablation mode would run each cell again with the same "
+            f"seed (identical runs); list more seeds instead, e.g. seeds: [0, 1, 2]"
+        )
     pruner = pruner_spec(data.get("pruner"), where)
     make_pruner(pruner, epochs, where)  # validates the options now, not after the cluster starts
     sampler = sampler_spec(data.get("sampler"), where)
@@ -222,7 +231,7 @@ def parse_pipeline(
     max_concurrent = data.get("max_concurrent")
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"{where}: max_concurrent must be >= 1, but got {max_concurrent}")
-    for key in ("max_failures", "keep_checkpoints"):
+    for key in ("max_failures", "checkpoint_every", "keep_checkpoints"):
         if key in data and data[key] < (0 if key == "max_failures" else 1):
             raise ConfigError(f"{where}: {key} is out of range: {data[key]}")
 
@@ -249,6 +258,7 @@ def parse_pipeline(
         resources=resources,
         seeds=list(seeds),
         max_failures=data.get("max_failures", 2),
+        checkpoint_every=data.get("checkpoint_every", 1),
         keep_checkpoints=data.get("keep_checkpoints", 2),
         storage=Path(data.get("storage", "runs/sweeps")).expanduser().resolve(),
         experiment=experiment or mlflow.get("experiment") or f"albsnn-{name}",

@@ -17,6 +17,7 @@ trial's last reported checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -87,17 +88,33 @@ class SweepResult:
 # ---------------------------------------------------------------- finding / describing sweeps
 
 
-def find_sweep(pipeline: Pipeline) -> Path:
-    """The newest sweep folder of ``pipeline`` (for ``--resume``); a ConfigError when there is none."""
+def find_sweep(pipeline: Pipeline, sweep_id: str | None = None) -> Path:
+    """The folder of sweep ``sweep_id`` of ``pipeline``, or its newest (for ``--resume``).
+
+    Newest means the latest ``created`` time in ``sweep.json`` (sweep ids sort by time too), not the
+    folder's modification time, which any write into it changes. A ConfigError when there is none.
+    """
     root = pipeline.storage / pipeline.name
-    candidates = (
-        sorted(root.glob(f"*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    )
-    if not candidates:
+    sweeps = sorted(root.glob(f"*/{SWEEP_FILE}")) if root.is_dir() else []
+    if not sweeps:
         raise ConfigError(
             f"--resume: no sweep of pipeline {pipeline.name!r} under {root}; start one without --resume"
         )
-    return candidates[-1].parent
+    if sweep_id is not None:
+        if (root / sweep_id / SWEEP_FILE).is_file():
+            return root / sweep_id
+        known = ", ".join(p.parent.name for p in sweeps[-5:])
+        raise ConfigError(
+            f"--resume: no sweep {sweep_id!r} of pipeline {pipeline.name!r} in {root} (newest: {known})"
+        )
+    return max(sweeps, key=lambda p: (_created(p), p.parent.name)).parent
+
+
+def _created(sweep_file: Path) -> str:
+    try:
+        return str(json.loads(sweep_file.read_text()).get("created", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def _read_sweep_file(sweep_dir: Path) -> dict:
@@ -166,7 +183,7 @@ def run_sweep(
     *,
     tracking_uri: str | None = None,
     address: str | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     num_samples: int | None = None,
     experiment: str | None = None,
     command: str | None = None,
@@ -181,8 +198,10 @@ def run_sweep(
         tracking_uri: MLflow URI; default: the pipeline's, else ``sqlite:///<cwd>/mlflow.db``.
         address: ``auto`` or ``ray://host:port`` to join a cluster; None starts a local Ray (unless
             one is already initialised in this process, which is then used).
-        resume: continue the newest sweep of this pipeline via ``Tuner.restore``.
-        num_samples: override the pipeline's ``num_samples`` (new sweeps only).
+        resume: continue a sweep of this pipeline via ``Tuner.restore``: True for the newest, or
+            its sweep id. One driver per sweep (:mod:`albsnn.sweep.lock`).
+        num_samples: override the pipeline's ``num_samples``; on resume, raise the sweep's budget
+            (search mode).
         experiment: override the MLflow experiment name (new sweeps only).
         command: the command line recorded as ``albsnn.command``.
         progress: print trial events while running.
@@ -193,12 +212,13 @@ def run_sweep(
         a :class:`SweepResult`; a :class:`ConfigError` for bad input, before anything is recorded.
     """
     from albsnn import tracking
+    from albsnn.sweep.lock import sweep_lock
 
     started = time.monotonic()
     pipeline_path = Path(pipeline).resolve()
-    current = load_pipeline(pipeline_path, num_samples=num_samples, experiment=experiment)
+    current = load_pipeline(pipeline_path, num_samples=None if resume else num_samples, experiment=experiment)
     if resume:
-        sweep_dir = find_sweep(current)
+        sweep_dir = find_sweep(current, None if resume is True else str(resume))
         info = _read_sweep_file(sweep_dir)
         pipe = _resumed_pipeline(info, sweep_dir)
         uri = tracking_uri or info["tracking_uri"]
@@ -208,20 +228,58 @@ def run_sweep(
     tracking.check_tracking_uri(uri)
     require("mlflow")
     require("optuna")
-    if resume:
-        _check_parent(uri, info)
-    owns_ray = _connect_ray(address, num_cpus)
-    try:
+    with contextlib.ExitStack() as held:
         if resume:
-            result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
-        else:
-            cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
-            result = _start(pipe, uri, cmd, progress, fail_once_at_epoch)
-    finally:
-        if owns_ray:
-            require("ray").shutdown()
+            held.enter_context(sweep_lock(sweep_dir))
+            _check_parent(uri, info)
+            if num_samples is not None:
+                info = _extend(sweep_dir, info, pipe, num_samples, uri)
+                pipe = _resumed_pipeline(info, sweep_dir)
+        owns_ray = _connect_ray(address, num_cpus)
+        try:
+            if resume:
+                result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
+            else:
+                cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+                sweep_dir = _new_sweep_dir(pipe)
+                held.enter_context(sweep_lock(sweep_dir))
+                result = _start(pipe, sweep_dir, uri, cmd, progress, fail_once_at_epoch)
+        finally:
+            if owns_ray:
+                require("ray").shutdown()
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _extend(sweep_dir: Path, info: dict, pipe: Pipeline, num_samples: int, uri: str) -> dict:
+    """Raise a search sweep's trial budget to ``num_samples`` (``--resume --num-samples``)."""
+
+    if pipe.mode != "search":
+        raise ConfigError(
+            f"--num-samples: sweep {info['sweep_id']} is an ablation (its grid once per seed); "
+            "it cannot be extended, start a new sweep with more seeds"
+        )
+    if num_samples < info["num_samples"]:
+        raise ConfigError(
+            f"--num-samples {num_samples}: sweep {info['sweep_id']} already has a budget of "
+            f"{info['num_samples']} trials; pass a larger number to extend it, or leave it out"
+        )
+    info = {**info, "num_samples": num_samples}
+    staging = sweep_dir / f".{SWEEP_FILE}.tmp"
+    staging.write_text(json.dumps(info, indent=1))
+    os.replace(staging, sweep_dir / SWEEP_FILE)
+    require("mlflow").MlflowClient(uri).set_tag(info["parent_run_id"], "albsnn.num_samples", str(num_samples))
+    return info
+
+
+def _new_sweep_dir(pipe: Pipeline) -> Path:
+    sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = pipe.storage / pipe.name / sweep_id
+    while sweep_dir.exists():  # two sweeps started within a second
+        sweep_id += "x"
+        sweep_dir = pipe.storage / pipe.name / sweep_id
+    sweep_dir.mkdir(parents=True)
+    return sweep_dir
 
 
 def _check_parent(uri: str, info: dict) -> None:
@@ -236,16 +294,16 @@ def _check_parent(uri: str, info: dict) -> None:
 
 
 def _start(
-    pipe: Pipeline, uri: str, command: str, progress: bool, fail_once_at_epoch: int | None
+    pipe: Pipeline,
+    sweep_dir: Path,
+    uri: str,
+    command: str,
+    progress: bool,
+    fail_once_at_epoch: int | None,
 ) -> SweepResult:
     from albsnn import tracking
 
-    sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = pipe.storage / pipe.name / sweep_id
-    while sweep_dir.exists():  # two sweeps started within a second
-        sweep_id += "x"
-        sweep_dir = pipe.storage / pipe.name / sweep_id
-    sweep_dir.mkdir(parents=True)
+    sweep_id = sweep_dir.name
     shutil.copy2(pipe.path, sweep_dir / "pipeline.yaml")
     shutil.copy2(pipe.search_space.path, sweep_dir / "search_space.yaml")
     journal = sweep_dir / JOURNAL_FILE
@@ -305,7 +363,6 @@ def _start(
     names = [*pipe.search_space.names, "seed"]
     trial_state = scheduler.trial_state if scheduler is not None else None
     callbacks = [
-        *_loggers(),
         tracking.MlflowTrialCallback(
             uri,
             experiment_id,
@@ -321,13 +378,13 @@ def _start(
         total = pipe.num_samples * (_grid_size(pipe) if pipe.mode == "ablation" else 1)
         callbacks.append(ProgressPrinter(total, pipe.search_space.names + ["seed"], trial_state))
     tuner = tune.Tuner(
-        _trainable(pipe, sweep_dir, fail_once_at_epoch),
+        _trainable(pipe, fail_once_at_epoch),
         param_space=pipe.param_space(),
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=_budgeted(searcher, pipe, sweep_dir),
             scheduler=scheduler,
             num_samples=pipe.num_samples,
-            max_concurrent_trials=pipe.max_concurrent,
+            max_concurrent_trials=pipe.max_concurrent if searcher is None else None,
             # One worker process runs trial after trial: torch/sklearn imports and data loading
             # (several seconds on a small CPU) are paid once per worker, not once per trial.
             reuse_actors=True,
@@ -338,7 +395,9 @@ def _start(
             name=sweep_id,
             storage_path=str(pipe.storage / pipe.name),
             failure_config=tune.FailureConfig(max_failures=pipe.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=pipe.keep_checkpoints),
+            # Trials rotate their own checkpoints (trainable.py): Ray's num_to_keep would force an
+            # experiment snapshot, whose cost grows with the trials, every num_to_keep checkpoints.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             callbacks=callbacks,
             verbose=0,
         ),
@@ -360,7 +419,7 @@ def _resume(
         print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
     tuner = tune.Tuner.restore(
         str(sweep_dir),
-        _trainable(pipe, sweep_dir, fail_once_at_epoch),
+        _trainable(pipe, fail_once_at_epoch),
         resume_unfinished=True,
         resume_errored=False,
         param_space=pipe.param_space(),
@@ -494,30 +553,49 @@ def _scheduler_and_searcher(pipe: Pipeline, info: dict, journal: Path):
     return scheduler, searcher
 
 
-def _trainable(pipe: Pipeline, sweep_dir: Path, fail_once_at_epoch: int | None):
+def _budgeted(searcher, pipe: Pipeline, sweep_dir: Path):
+    """The searcher, concurrency-limited, under a budget that ``--resume --num-samples`` can raise."""
+    if searcher is None:
+        return None
+    from ray.tune.search import ConcurrencyLimiter
+
+    from albsnn.sweep.budget import TrialBudget
+
+    if pipe.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=pipe.max_concurrent)
+    return TrialBudget(searcher, sweep_dir / SWEEP_FILE)
+
+
+def _trainable(pipe: Pipeline, fail_once_at_epoch: int | None):
     tune = require("ray.tune")
     from albsnn.sweep.trainable import TrialOptions, run_trial
 
-    options = TrialOptions(str(sweep_dir), pipe.resources["cpus"], fail_once_at_epoch)
+    options = TrialOptions(
+        cpus=pipe.resources["cpus"],
+        checkpoint_every=pipe.checkpoint_every,
+        keep_checkpoints=pipe.keep_checkpoints,
+        fail_once_at_epoch=fail_once_at_epoch,
+    )
     resources = {"cpu": pipe.resources["cpus"], "gpu": pipe.resources["gpus"]}
     return tune.with_resources(tune.with_parameters(run_trial, options=options), resources)
 
 
 def _quiet_tune() -> None:
-    # num_to_keep makes Tune snapshot its state whenever a trial rotates checkpoints (that keeps the
-    # checkpoint a restore needs on disk); with epochs of a second, it warns about that every time.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Our ProgressPrinter replaces Tune's tables; MLflow replaces TensorBoard (which warns about the
-    # list-valued `binarized_layers`). Tune's JSON/CSV result files are kept (see _loggers).
+    # Experiment snapshots pickle every trial's state and the searcher, so their cost grows with the
+    # sweep. Nothing forces them (no num_to_keep), so Ray's throttle holds: one every
+    # max(10 s, 19 x its cost), or TUNE_GLOBAL_CHECKPOINT_S seconds when set. Ray's warnings stay on.
+    # Our ProgressPrinter replaces Tune's tables; MLflow replaces Tune's JSON/CSV/TensorBoard result
+    # files (which the driver would re-copy with every snapshot).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_no_result_files_warning)
     require("optuna").logging.set_verbosity(logging.WARNING)
 
 
-def _loggers() -> list:
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    return [JsonLoggerCallback(), CSVLoggerCallback()]
+def _no_result_files_warning(record: logging.LogRecord) -> bool:
+    # Without Tune's result files, every ExperimentAnalysis (Tuner.fit, Tuner.restore) warns that it
+    # found no metrics for each trial; MLflow holds them.
+    return not record.getMessage().startswith("Failed to fetch metrics")
 
 
 def _trial_name(trial) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from albsnn.sweep.pruners import PRUNERS, make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
 from albsnn.sweep.testing import DeterministicPruner
-from albsnn.sweep.trainable import _pick_checkpoint, flat_metrics
+from albsnn.sweep.trainable import TrialOptions, _pick_checkpoint, _Reporter, flat_metrics
 from albsnn.tracking import MlflowTrialCallback, check_tracking_uri, ensure_experiment, start_parent_run
 
 STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
@@ -261,6 +260,9 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
     good = write_pipeline(tmp_path, "cli-good", mlflow={"experiment": "never-created"})
     unknown_key = write_pipeline(tmp_path, "cli-key", colour="blue")
     bad_param = write_pipeline(tmp_path, "cli-param", space="model:\n  depth: {choice: [1, 2]}\n")
+    ablation = write_pipeline(
+        tmp_path, "cli-abl", space="model:\n  head: {grid: [gap, fc]}\n", mode="ablation", sampler=None
+    )
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("name: [unclosed\n")
     cases = [
@@ -270,6 +272,7 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
         ([str(good), "--tracking-uri", "http://127.0.0.1:9"], "http://127.0.0.1:9"),
         ([str(good), "--address", "ray://127.0.0.1:9"], "ray://127.0.0.1:9"),
         ([str(good), "--resume"], "--resume: no sweep of pipeline 'cli-good'"),
+        ([str(ablation), "--num-samples", "2"], "--num-samples=2 in ablation mode"),
     ]
     for argv, words in cases:
         extra = [] if "--tracking-uri" in argv else ["--tracking-uri", tracking_uri]
@@ -303,15 +306,50 @@ def _checkpoint_folder(folder, epoch: int):
     return folder
 
 
-def test_restarted_trial_takes_the_newest_of_rays_and_its_own_checkpoint(tmp_path):
-    # Rule: after a killed driver Ray may restore an older checkpoint than the trial last reported.
+def test_restarted_trial_takes_the_newest_readable_checkpoint_by_epoch(tmp_path):
+    # Rule: after a killed driver Ray may restore an older checkpoint than the trial last wrote to
+    # storage, or one that rotation has deleted since; the newest readable one by epoch wins.
+    from ray.tune import Checkpoint
+
     ray_dir = _checkpoint_folder(tmp_path / "ray", 2)
-    own = _checkpoint_folder(tmp_path / "trial" / "epoch-0004", 4)
-    ray_checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(ray_dir)))
+    stored = _checkpoint_folder(tmp_path / "trial" / "checkpoint_000003", 4)
+    deleted = Checkpoint(str(tmp_path / "trial" / "checkpoint_000009"))
     (tmp_path / "tmp").mkdir()
-    picked = _pick_checkpoint(ray_checkpoint, own.parent, tmp_path / "tmp")
-    assert picked.read_text() == "epoch 4"
-    assert _pick_checkpoint(None, tmp_path / "none", tmp_path / "tmp") is None
+    picked, source = _pick_checkpoint(
+        [Checkpoint(str(ray_dir)), deleted, Checkpoint(str(stored))], tmp_path / "tmp"
+    )
+    assert picked.read_text() == "epoch 4" and source == str(stored)
+    assert _pick_checkpoint([None, deleted], tmp_path / "tmp") == (None, None)
+
+
+def test_trial_keeps_only_its_newest_checkpoints_in_storage(tmp_path):
+    # Rule: one copy of each checkpoint (Ray's), rotated by the trial: keep_checkpoints newest stay,
+    # including the one it resumed from until newer ones replace it; nothing else is touched.
+    import pyarrow.fs as pafs
+
+    trial = tmp_path / "trial_x"
+    for i in range(4):
+        _checkpoint_folder(trial / f"checkpoint_00000{i}", i)
+    (trial / "params.json").write_text("{}")
+    storage = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(trial))
+    reporter = _Reporter(
+        TrialOptions(keep_checkpoints=2), storage, resumed_from=str(trial / "checkpoint_000001")
+    )
+    storage.checkpoint_fs_path = str(trial / "checkpoint_000002")
+    reporter.kept.append(storage.checkpoint_fs_path)
+    reporter._rotate()
+    assert sorted(p.name for p in trial.iterdir()) == [
+        "checkpoint_000001",
+        "checkpoint_000002",
+        "params.json",
+    ]
+    reporter.kept.append(str(_checkpoint_folder(trial / "checkpoint_000005", 5)))
+    reporter._rotate()
+    assert sorted(p.name for p in trial.iterdir()) == [
+        "checkpoint_000002",
+        "checkpoint_000005",
+        "params.json",
+    ]
 
 
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():

@@ -134,6 +134,26 @@ def test_trial_failing_once_is_retried_from_its_checkpoint_with_one_run(
         assert trial.last_result["iterations_since_restore"] == 2  # restored from epoch 1
 
 
+def test_trials_checkpoint_every_n_epochs_and_keep_one_copy_without_tune_result_files(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: I/O per epoch stays flat: a checkpoint every `checkpoint_every` epochs and at the last,
+    # written once (Ray's folder, rotated by the trial), and no Tune JSON/CSV result files.
+    path = write_pipeline(tmp_path, "ckpt", checkpoint_every=2, keep_checkpoints=1, epochs=3)
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    assert result.counts == {"FINISHED": 2, "PRUNED": 0, "FAILED": 0}
+    trial_dirs = sorted(result.sweep_dir.glob("trial_*"))
+    assert len(trial_dirs) == 2 and not (result.sweep_dir / "trials").exists()
+    for trial_dir in trial_dirs:
+        folders = sorted(trial_dir.glob("checkpoint_*"))
+        assert [json.loads((f / "state.json").read_text())["epoch"] for f in folders] == [3]
+        assert not list(trial_dir.glob("result.json")) and not list(trial_dir.glob("progress.csv"))
+    for run in _children(tracking_uri, result):
+        assert _steps(tracking_uri, run) == [1, 2, 3]
+        artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)}
+        assert artifacts == TRIAL_ARTIFACTS | {CHECK_ARTIFACT}
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
