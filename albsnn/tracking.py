@@ -376,8 +376,9 @@ class _MlflowTrialCallback:
         metrics = [entities.Metric(k, v, now, epoch) for k, v in epoch_metrics(result).items()]
         tags = []
         if epoch == 1 or not self._last_step[run_id]:
-            if result.get("node_id"):
-                tags.append(entities.RunTag("albsnn.node_id", str(result["node_id"])))
+            from albsnn.sweep.trainable import TRIAL_WHERE  # host, node, GPUs, code version
+
+            tags += [entities.RunTag(tag, str(result[k])) for k, tag in TRIAL_WHERE.items() if result.get(k)]
             number = self.trial_number(trial.trial_id) if self.trial_number else None
             if number is not None:
                 tags.append(entities.RunTag("albsnn.optuna_trial_number", str(number)))

@@ -155,15 +155,19 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-def _connect_ray(address: str | None, num_cpus: int | None) -> bool:
+def _connect_ray(address: str | None, num_cpus: int | None, runtime_env: dict | None = None) -> bool:
     """Join ``address`` or start a local Ray; returns True when this call started/joined Ray."""
     ray = require("ray")
     require("ray.tune")
     if address:
         _check_address(address)
     if ray.is_initialized():  # e.g. a test session's cluster, or a notebook's
+        if runtime_env:
+            _log.warning(
+                "Ray was already initialised in this process: the pipeline's runtime_env is not applied"
+            )
         return False
-    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "runtime_env": runtime_env}
     if address:
         try:  # worker output stays on (with ray:// the sweep's own progress lines come through it)
             ray.init(address=address, **kwargs)
@@ -228,16 +232,21 @@ def run_sweep(
     tracking.check_tracking_uri(uri)
     require("mlflow")
     require("optuna")
+    if pipe.ray_storage:
+        from albsnn.sweep.storage_uri import check_storage_uri
+
+        check_storage_uri(pipe.ray_storage, f"{pipe.path}: storage")
     with contextlib.ExitStack() as held:
         if resume:
             held.enter_context(sweep_lock(sweep_dir))
             _check_parent(uri, info)
-            if num_samples is not None:
-                info = _extend(sweep_dir, info, pipe, num_samples, uri)
-                pipe = _resumed_pipeline(info, sweep_dir)
-        owns_ray = _connect_ray(address, num_cpus)
+        owns_ray = _connect_ray(address, num_cpus, pipe.runtime_env)
         try:
+            _preflight(pipe)
             if resume:
+                if num_samples is not None:
+                    info = _extend(sweep_dir, info, pipe, num_samples, uri)
+                    pipe = _resumed_pipeline(info, sweep_dir)
                 result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
             else:
                 cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -249,6 +258,15 @@ def run_sweep(
                 require("ray").shutdown()
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _preflight(pipe: Pipeline) -> None:
+    """Before any trial or MLflow run: the cluster can hold a trial and every node has the data."""
+    from albsnn.sweep.preflight import check_dataset, check_resources
+
+    check_resources(pipe.resources, require("ray").nodes(), f"{pipe.path}: resources")
+    if not pipe.train.get("data_options", {}).get("download"):
+        check_dataset(pipe.dataset, pipe.train.get("data_dir"), pipe.resources)
 
 
 def _extend(sweep_dir: Path, info: dict, pipe: Pipeline, num_samples: int, uri: str) -> dict:
@@ -335,6 +353,8 @@ def _start(
         artifacts=[sweep_dir / "pipeline.yaml", sweep_dir / "search_space.yaml"],
     )
     overrides = {"search_space": str(sweep_dir / "search_space.yaml"), "storage": str(pipe.storage)}
+    if pipe.ray_storage:
+        overrides.update(storage=pipe.ray_storage, local_storage=str(pipe.storage))
     if pipe.train.get("data_dir"):
         overrides["data_dir"] = pipe.train["data_dir"]
     info = {
@@ -373,9 +393,10 @@ def _start(
         ),
     ]
     if progress:
+        from albsnn.sweep.plan import trial_count
         from albsnn.sweep.progress import ProgressPrinter
 
-        total = pipe.num_samples * (_grid_size(pipe) if pipe.mode == "ablation" else 1)
+        total = trial_count(pipe)
         callbacks.append(ProgressPrinter(total, pipe.search_space.names + ["seed"], trial_state))
     tuner = tune.Tuner(
         _trainable(pipe, fail_once_at_epoch),
@@ -393,7 +414,7 @@ def _start(
         ),
         run_config=tune.RunConfig(
             name=sweep_id,
-            storage_path=str(pipe.storage / pipe.name),
+            storage_path=pipe.ray_storage_path(),
             failure_config=tune.FailureConfig(max_failures=pipe.max_failures),
             # Trials rotate their own checkpoints (trainable.py): Ray's num_to_keep would force an
             # experiment snapshot, whose cost grows with the trials, every num_to_keep checkpoints.
@@ -412,13 +433,14 @@ def _resume(
 
     tune = require("ray.tune")
     _quiet_tune()
-    if not tune.Tuner.can_restore(str(sweep_dir)):
-        raise ConfigError(f"--resume: {sweep_dir} holds no Ray Tune experiment state to restore")
+    experiment = pipe.experiment_path(sweep_dir.name)
+    if not tune.Tuner.can_restore(experiment):
+        raise ConfigError(f"--resume: {experiment} holds no Ray Tune experiment state to restore")
     tracking.reopen_run(uri, info["parent_run_id"])
     if progress:
         print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
     tuner = tune.Tuner.restore(
-        str(sweep_dir),
+        experiment,
         _trainable(pipe, fail_once_at_epoch),
         resume_unfinished=True,
         resume_errored=False,
@@ -438,7 +460,7 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str) -> SweepR
     except Exception:
         tracking.end_run(uri, info["parent_run_id"], "FAILED")
         raise
-    trials = _ray_trials(sweep_dir)
+    trials = _ray_trials(pipe.experiment_path(sweep_dir.name))
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
     if trials and not interrupted:  # an interrupted sweep's RUNNING trials are still wanted
         _close_orphans(info, set(trials))
@@ -461,15 +483,12 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str) -> SweepR
     return result
 
 
-def _ray_trials(sweep_dir: Path) -> dict[str, str]:
-    """``{trial id: status}`` from the newest Tune experiment state of ``sweep_dir``."""
-    states = sorted(sweep_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not states:
-        return {}
+def _ray_trials(experiment: str) -> dict[str, str]:
+    """``{trial id: status}`` from the newest Tune experiment state of ``experiment`` (folder or URI)."""
     tune = require("ray.tune")
     try:
-        analysis = tune.ExperimentAnalysis(str(sweep_dir))
-    except Exception:  # unreadable state: counts from MLflow still stand
+        analysis = tune.ExperimentAnalysis(experiment)
+    except Exception:  # no or unreadable state: counts from MLflow still stand
         return {}
     return {t.trial_id: t.status for t in analysis.trials}
 
@@ -602,20 +621,14 @@ def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _grid_size(pipe: Pipeline) -> int:
-    size = len(pipe.seeds)
-    for p in pipe.search_space.params:
-        if p.kind == "grid":
-            size *= len(p.values)
-    return size
-
-
 def _describe(pipe: Pipeline) -> str:
+    from albsnn.sweep.plan import trial_count
+
     objectives = ", ".join(f"{k} {v}" for k, v in pipe.objectives.items())
     if pipe.mode == "search":
         how = f"search, {pipe.num_samples} trials, sampler {pipe.sampler['kind']}"
     else:
-        how = f"ablation, {_grid_size(pipe) * pipe.num_samples} trials"
+        how = f"ablation, {trial_count(pipe)} trials"
     return (
         f"{pipe.dataset}, {pipe.epochs} epochs, {how}, pruner {pipe.pruner['kind']}, objectives {objectives}"
     )

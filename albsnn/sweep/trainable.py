@@ -11,17 +11,18 @@ Checkpoints are written every ``checkpoint_every`` epochs and at the final epoch
 report metrics only. Each checkpoint is written once, by Ray, into the trial's folder on the sweep's
 storage (a local path or any URI ``pyarrow.fs`` takes). Ray's own rotation (``num_to_keep``) is off
 because it forces an experiment snapshot every ``num_to_keep`` checkpoints of a trial, whose cost
-grows with the number of trials; the trial deletes its older ``checkpoint_*`` folders itself, keeping
-the newest ``keep_checkpoints``.
+grows with the number of trials; the trial empties its older ``checkpoint_*`` folders itself (each
+keeps a ``ROTATED`` marker, see ``_Reporter._rotate``), keeping the newest ``keep_checkpoints``.
 
 A restarted trial (``FailureConfig`` retry, or ``albsnn sweep --resume``) continues from the newest
 checkpoint by epoch: Ray's (``ray.tune.get_checkpoint()``, the one named in Ray's last experiment
-snapshot, which is rare and may be older or already deleted) or the newest ``checkpoint_*`` folder
+snapshot, which is rare and may be older or already emptied) or the newest ``checkpoint_*`` folder
 in its storage folder. Epochs a resumed trial reports again are skipped by the MLflow callback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -38,9 +39,18 @@ from albsnn.metrics import (
 )
 from albsnn.tracking import ESTIMATOR_CHECK_FILE
 
-__all__ = ["TrialOptions", "run_trial", "flat_metrics", "STATE_FILE", "CHECKPOINT_FILES"]
+__all__ = ["TrialOptions", "run_trial", "flat_metrics", "STATE_FILE", "CHECKPOINT_FILES", "TRIAL_WHERE"]
 
 STATE_FILE = "state.json"
+ROTATED_FILE = "ROTATED"  # all that is left of a rotated checkpoint folder
+# Reported with every epoch; the MLflow callback records them as run tags (TRIAL_WHERE).
+TRIAL_HOST, TRIAL_NODE_ID, TRIAL_GPU_IDS, TRIAL_CODE_VERSION = "host", "node_id", "gpu_ids", "code_version"
+TRIAL_WHERE = {
+    TRIAL_HOST: "albsnn.trial_host",
+    TRIAL_NODE_ID: "albsnn.node_id",
+    TRIAL_GPU_IDS: "albsnn.gpu_ids",
+    TRIAL_CODE_VERSION: "albsnn.code_version",
+}
 CHECKPOINT_FILES = (
     "config.json",
     "metrics.json",
@@ -119,7 +129,8 @@ class _Reporter:
         self.storage = storage  # Ray's StorageContext of this trial (filesystem + trial folder)
         self.resumed = resumed_from is not None
         self.kept = [resumed_from] if resumed_from else []  # checkpoint folders this attempt keeps
-        self.node_id = _node_id()
+        self.rotated: set[str] = set()  # folders this attempt has emptied
+        self.where = _where()
         self.reported = False
 
     def on_fit_start(self, trainer) -> None:
@@ -145,9 +156,7 @@ class _Reporter:
         from ray import tune
 
         self.reported = True
-        report = flat_metrics(metrics)
-        if self.node_id:
-            report["node_id"] = self.node_id
+        report = {**flat_metrics(metrics), **self.where}
         if not checkpoint:
             tune.report(report)
             return
@@ -159,13 +168,22 @@ class _Reporter:
             self._rotate()
 
     def _rotate(self) -> None:
-        """Delete this trial's checkpoint folders except the newest ``keep_checkpoints`` it kept."""
+        """Empty this trial's checkpoint folders except the newest ``keep_checkpoints`` it kept.
+
+        An emptied folder keeps one marker file (ROTATED_FILE): Ray's last experiment snapshot may
+        name it, and Ray refuses to restore a trial whose checkpoint folder does not exist. The
+        restored trial then finds no ``checkpoint.pt`` there and takes its newest stored one.
+        """
         keep = set(self.kept[-self.options.keep_checkpoints :])
         self.kept = [k for k in self.kept if k in keep]
         fs = self.storage.storage_filesystem
         for folder in checkpoint_folders(fs, self.storage.trial_fs_path):
-            if folder not in keep:
-                fs.delete_dir(folder)
+            if folder not in keep and folder not in self.rotated:
+                with contextlib.suppress(FileNotFoundError):  # gone already: nothing to keep
+                    fs.delete_dir_contents(folder)
+                with fs.open_output_stream(f"{folder}/{ROTATED_FILE}") as marker:
+                    marker.write(b"rotated: see the newer checkpoint_* folders of this trial\n")
+                self.rotated.add(folder)
 
 
 def write_checkpoint(trainer, metrics: dict, folder: Path) -> None:
@@ -201,11 +219,22 @@ def checkpoint_folders(fs, trial_fs_path: str) -> list[str]:
     )
 
 
-def _node_id() -> str | None:
+def _where() -> dict:
+    """Where the trial runs: host, Ray node, GPUs Ray assigned, and the albsnn code version."""
+    import socket
+
     import ray
 
+    from albsnn.sweep.code_version import code_version
+
+    where = {TRIAL_HOST: socket.gethostname(), TRIAL_CODE_VERSION: code_version()}
     # get_runtime_context() would start a local Ray when called outside one
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    if ray.is_initialized():
+        where[TRIAL_NODE_ID] = ray.get_runtime_context().get_node_id()
+        gpus = ray.get_gpu_ids()
+        if gpus:
+            where[TRIAL_GPU_IDS] = ",".join(str(g) for g in gpus)
+    return where
 
 
 def run_trial(config: dict, options: TrialOptions) -> None:

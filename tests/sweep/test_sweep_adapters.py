@@ -19,7 +19,7 @@ from albsnn.sweep.pruners import PRUNERS, make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
 from albsnn.sweep.testing import DeterministicPruner
-from albsnn.sweep.trainable import TrialOptions, _pick_checkpoint, _Reporter, flat_metrics
+from albsnn.sweep.trainable import ROTATED_FILE, TrialOptions, _pick_checkpoint, _Reporter, flat_metrics
 from albsnn.tracking import MlflowTrialCallback, check_tracking_uri, ensure_experiment, start_parent_run
 
 STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
@@ -324,7 +324,8 @@ def test_restarted_trial_takes_the_newest_readable_checkpoint_by_epoch(tmp_path)
 
 def test_trial_keeps_only_its_newest_checkpoints_in_storage(tmp_path):
     # Rule: one copy of each checkpoint (Ray's), rotated by the trial: keep_checkpoints newest stay,
-    # including the one it resumed from until newer ones replace it; nothing else is touched.
+    # including the one it resumed from until newer ones replace it. A rotated folder keeps only a
+    # marker, because Ray's last snapshot may name it and Ray restores only existing folders.
     import pyarrow.fs as pafs
 
     trial = tmp_path / "trial_x"
@@ -335,21 +336,27 @@ def test_trial_keeps_only_its_newest_checkpoints_in_storage(tmp_path):
     reporter = _Reporter(
         TrialOptions(keep_checkpoints=2), storage, resumed_from=str(trial / "checkpoint_000001")
     )
-    storage.checkpoint_fs_path = str(trial / "checkpoint_000002")
-    reporter.kept.append(storage.checkpoint_fs_path)
+
+    def full() -> list[str]:
+        return sorted(p.parent.name for p in trial.glob("*/checkpoint.pt"))
+
+    reporter.kept.append(str(trial / "checkpoint_000002"))
     reporter._rotate()
-    assert sorted(p.name for p in trial.iterdir()) == [
-        "checkpoint_000001",
-        "checkpoint_000002",
-        "params.json",
-    ]
+    assert full() == ["checkpoint_000001", "checkpoint_000002"] and (trial / "params.json").exists()
+    assert sorted(p.name for p in (trial / "checkpoint_000000").iterdir()) == [ROTATED_FILE]
     reporter.kept.append(str(_checkpoint_folder(trial / "checkpoint_000005", 5)))
     reporter._rotate()
-    assert sorted(p.name for p in trial.iterdir()) == [
-        "checkpoint_000002",
-        "checkpoint_000005",
-        "params.json",
-    ]
+    assert full() == ["checkpoint_000002", "checkpoint_000005"]
+    assert len(list(trial.glob(f"*/{ROTATED_FILE}"))) == 3
+    # a restarted trial skips the emptied folders Ray's snapshot may still name
+    (tmp_path / "tmp").mkdir()
+    from ray.tune import Checkpoint
+
+    picked, source = _pick_checkpoint(
+        [Checkpoint(str(trial / "checkpoint_000003")), Checkpoint(str(trial / "checkpoint_000002"))],
+        tmp_path / "tmp",
+    )
+    assert source == str(trial / "checkpoint_000002") and picked.read_text() == "epoch 2"
 
 
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():
