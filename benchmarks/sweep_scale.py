@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import os
 import random
@@ -208,6 +209,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", help="write a cProfile of the driver's main thread to this file")
     args = parser.parse_args()
 
     import ray
@@ -217,9 +219,15 @@ def main() -> None:
     os.environ["RAY_TUNE_CALLBACKS"] = "__main__.CpuWindow"
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
     results = []
+    profile = cProfile.Profile() if args.profile else None
     try:
         for trials in args.trials:
+            if profile:
+                profile.enable()
             results.append(measure(trials, args, counters))
+            if profile:
+                profile.disable()
+                profile.dump_stats(args.profile)
             print(json.dumps(results[-1]), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=2))
