@@ -1,14 +1,16 @@
 """Run a pipeline on Ray Tune: validate, connect, record in MLflow, search or enumerate, resume.
 
 :func:`run_sweep` is what ``albsnn sweep`` calls. Order matters: the pipeline, the search space,
-the tracking server and the Ray address are all checked before anything is written to MLflow, so
-bad input leaves no trace.
+the tracking server, the storage URI, the Ray address and the cluster (pre-flight: resources and data,
+:mod:`albsnn.sweep.preflight`) are all checked before anything is written to MLflow, so bad input
+leaves no trace. One driver per sweep (:mod:`albsnn.sweep.lock`).
 
-A sweep lives in ``<storage>/<pipeline name>/<sweep id>/`` (the Ray Tune experiment folder):
-``sweep.json`` (what ``--resume`` needs), copies of the pipeline and search-space files, the Optuna
-journal ``optuna.journal`` (search study ``<sweep id>``, pruning study ``<sweep id>.pruning``;
-``optuna-dashboard`` opens it), Ray's trial folders, and ``trials/<trial id>/epoch-NNNN`` (each
-trial's last reported checkpoint).
+A sweep lives in ``<storage>/<pipeline name>/<sweep id>/`` (also the Ray Tune experiment folder):
+``sweep.json`` (what ``--resume`` needs), ``driver.lock``, copies of the pipeline and search-space
+files, the Optuna journal ``optuna.journal`` (search study ``<sweep id>``, pruning study
+``<sweep id>.pruning``; ``optuna-dashboard`` opens it) and Ray's trial folders with their
+checkpoints. With a URI ``storage`` (``s3://...``) Ray's part is in the bucket and the rest in
+``local_storage`` on the driver.
 
     from albsnn.sweep import run_sweep
     result = run_sweep("pipelines/demo.yaml")

@@ -124,8 +124,9 @@ def _epoch_of(folder: Path | None) -> int:
 class _Reporter:
     """albsnn Callback: report every epoch; write, report and rotate a checkpoint when one is due."""
 
-    def __init__(self, options: TrialOptions, storage, resumed_from: str | None):
+    def __init__(self, options: TrialOptions, storage, resumed_from: str | None, replay: bool = False):
         self.options = options
+        self.replay = replay  # resumed from a stored checkpoint Ray had not seen reported
         self.storage = storage  # Ray's StorageContext of this trial (filesystem + trial folder)
         self.resumed = resumed_from is not None
         self.kept = [resumed_from] if resumed_from else []  # checkpoint folders this attempt keeps
@@ -134,7 +135,10 @@ class _Reporter:
         self.reported = False
 
     def on_fit_start(self, trainer) -> None:
-        pass
+        # The checkpoint reached storage before the driver logged its epoch (the driver died in
+        # between): report that epoch again; the MLflow callback and the pruner skip what they have.
+        if self.replay and trainer.history:
+            self._report(trainer, trainer.history[-1], checkpoint=trainer.epoch >= trainer.config.epochs)
 
     def on_fit_end(self, trainer, result: dict) -> None:
         # Resumed from its final checkpoint (it finished after Ray's last snapshot): nothing was
@@ -253,9 +257,11 @@ def run_trial(config: dict, options: TrialOptions) -> None:
     if storage is not None:
         fs = storage.storage_filesystem
         stored = [tune.Checkpoint(p, filesystem=fs) for p in checkpoint_folders(fs, storage.trial_fs_path)]
+    ray_checkpoint = tune.get_checkpoint()
     with tempfile.TemporaryDirectory(prefix="albsnn-resume-") as tmp:
-        resume_from, source = _pick_checkpoint([tune.get_checkpoint(), *stored], Path(tmp))
-        reporter = _Reporter(options, storage, resumed_from=source if resume_from else None)
+        resume_from, source = _pick_checkpoint([ray_checkpoint, *stored], Path(tmp))
+        rays = str(PurePosixPath(ray_checkpoint.path)) if ray_checkpoint is not None else None
+        reporter = _Reporter(options, storage, resumed_from=source, replay=source not in (None, rays))
         fit(train_config, [reporter], resume_from=resume_from)
 
 

@@ -359,6 +359,19 @@ def test_trial_keeps_only_its_newest_checkpoints_in_storage(tmp_path):
     assert source == str(trial / "checkpoint_000002") and picked.read_text() == "epoch 2"
 
 
+def test_trial_resumed_from_a_checkpoint_ray_never_saw_reported_reports_that_epoch_again(monkeypatch):
+    # Rule: a checkpoint reaches storage before the driver logs its epoch; if the driver dies in
+    # between, the resumed trial reports that epoch again, or MLflow would miss it for good.
+    import ray.tune
+
+    reports = []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics["epoch"]))
+    trainer = SimpleNamespace(history=[{"epoch": 3}, {"epoch": 4}], epoch=4, config=SimpleNamespace(epochs=6))
+    _Reporter(TrialOptions(), None, resumed_from="stored", replay=True).on_fit_start(trainer)
+    _Reporter(TrialOptions(), None, resumed_from="rays", replay=False).on_fit_start(trainer)
+    assert reports == [4]
+
+
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():
     metrics = {
         "epoch": 2,
