@@ -22,6 +22,7 @@ from ray.tune import ExperimentAnalysis
 
 from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
+from albsnn.sweep.trainable import ROTATED_FILE
 
 TRIAL_ARTIFACTS = {"config.json", "metrics.json", "estimator_history.json", "binarized_layers.json", "model"}
 CHECK_ARTIFACT = "estimator_check.json"  # finished trials only: the check runs after the last epoch
@@ -145,8 +146,10 @@ def test_trials_checkpoint_every_n_epochs_and_keep_one_copy_without_tune_result_
     trial_dirs = sorted(result.sweep_dir.glob("trial_*"))
     assert len(trial_dirs) == 2 and not (result.sweep_dir / "trials").exists()
     for trial_dir in trial_dirs:
-        folders = sorted(trial_dir.glob("checkpoint_*"))
-        assert [json.loads((f / "state.json").read_text())["epoch"] for f in folders] == [3]
+        full = [f.parent for f in sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))]
+        assert [json.loads((f / "state.json").read_text())["epoch"] for f in full] == [3]
+        rotated = [f for f in trial_dir.glob("checkpoint_*") if f not in full]  # epoch 2's, emptied
+        assert len(rotated) == 1 and [p.name for p in rotated[0].iterdir()] == [ROTATED_FILE]
         assert not list(trial_dir.glob("result.json")) and not list(trial_dir.glob("progress.csv"))
     for run in _children(tracking_uri, result):
         assert _steps(tracking_uri, run) == [1, 2, 3]
