@@ -1,10 +1,11 @@
 """What the sweep platform costs, and what pruning saves.
 
-``overhead``: N identical trials (same config, same seed) run twice, one at a time on one thread:
+``overhead``: N trials of one config (the platform varies only the seed), run twice, one at a time,
+on one thread:
 
 * ``bare``      a Python loop calling ``albsnn.train.fit`` in one process, N/2 times before and N/2
                 times after the platform run (a busy machine during one of them shows as a gap);
-* ``platform``  ``albsnn.sweep.run_sweep`` on an ablation pipeline of the same config repeated N times
+* ``platform``  ``albsnn.sweep.run_sweep`` on an ablation pipeline of the same config with N seeds
                 (``max_concurrent: 1``, 1 CPU per trial): Ray Tune, per-epoch checkpoint + export +
                 ``tune.report``, the driver-side MLflow callback (SQLite), progress output.
 
@@ -98,10 +99,9 @@ def platform(args, work: Path) -> dict:
         "objectives": {VAL_ACCURACY: "max"},
         "mode": "ablation",
         "pruner": "none",
-        "num_samples": args.trials,
         "max_concurrent": 1,
         "resources": {"cpus": 1},
-        "seeds": [0],
+        "seeds": list(range(args.trials)),  # same work per trial; ablation repeats seeds, not configs
         "storage": str(work / "sweeps"),
         "mlflow": {"experiment": "overhead"},
         "report": {"enabled": False},

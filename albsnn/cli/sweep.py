@@ -18,7 +18,9 @@ class Sweep(Command):
 
     Example:
         albsnn sweep pipelines/demo.yaml
-        albsnn sweep pipelines/demo.yaml --resume                # continue an interrupted sweep
+        albsnn sweep pipelines/demo.yaml --dry-run               # trials, resources, config; runs nothing
+        albsnn sweep pipelines/demo.yaml --resume                # continue the newest sweep
+        albsnn sweep pipelines/demo.yaml --resume demo-20250101-120000 --num-samples 40   # extend one
         albsnn sweep --abandon demo-20250101-120000              # end a dead sweep's runs KILLED
         albsnn sweep pipelines/fmnist-pareto.yaml --address auto --tracking-uri http://mlflow:5000
     """
@@ -38,14 +40,28 @@ class Sweep(Command):
             help="join a Ray cluster: auto or ray://HOST:PORT (default: start Ray on this machine)",
         )
         parser.add_argument(
-            "--resume", action="store_true", help="continue the newest sweep of this pipeline"
+            "--resume",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="SWEEP_ID",
+            help="continue a sweep of this pipeline: the newest, or SWEEP_ID",
+        )
+        parser.add_argument(
+            "--num-samples",
+            type=int,
+            help="number of trials (overrides the pipeline; with --resume, raises the sweep's budget)",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the trial count, resources and resolved config; start nothing",
         )
         parser.add_argument(
             "--abandon",
             metavar="SWEEP_ID",
             help="end the MLflow runs of a sweep whose driver died (instead of --resume)",
         )
-        parser.add_argument("--num-samples", type=int, help="number of trials (overrides the pipeline)")
         parser.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -56,6 +72,20 @@ class Sweep(Command):
             return 0
         if not args.pipeline:
             raise ConfigError("give a pipeline YAML file (or --abandon SWEEP_ID)")
+        if args.dry_run:
+            from albsnn.sweep.plan import plan_sweep
+
+            print(
+                plan_sweep(
+                    args.pipeline,
+                    tracking_uri=args.tracking_uri,
+                    address=args.address,
+                    resume=args.resume,
+                    num_samples=args.num_samples,
+                    experiment=args.name,
+                )
+            )
+            return 0
         from albsnn.sweep.runner import run_sweep
 
         command = " ".join(shlex.quote(a) for a in ["albsnn", *sys.argv[1:]])

@@ -38,11 +38,13 @@ __all__ = [
     "load_search_space",
     "make_pruner",
     "make_sampler",
+    "plan_sweep",
     "run_sweep",
 ]
 
 _LAZY = {
     "run_sweep": "albsnn.sweep.runner",
+    "plan_sweep": "albsnn.sweep.plan",
     "SweepResult": "albsnn.sweep.runner",
     "OptunaPrunerScheduler": "albsnn.sweep.scheduler",
     "StudySearch": "albsnn.sweep.search",

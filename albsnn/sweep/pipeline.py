@@ -16,8 +16,12 @@
     resources: {cpus: 1, gpus: 0}       # per trial; fractional gpus pack trials on one card
     seeds: [0]                          # search: the one seed; ablation: grid x seeds
     max_failures: 2                     # retries of a crashed trial, from its last checkpoint
-    keep_checkpoints: 2
-    storage: runs/sweeps                # Ray Tune storage path (shared by all nodes on a cluster)
+    checkpoint_every: 1                 # epochs between trial checkpoints (the last epoch always)
+    keep_checkpoints: 2                 # newest checkpoints each trial keeps
+    storage: runs/sweeps                # Ray Tune storage: a folder all nodes share, or a URI
+                                        # pyarrow.fs opens (s3://bucket/prefix, gs://..., hdfs://...)
+    local_storage: runs/sweeps          # with a URI storage: the driver's sweep.json, journal, lock
+    runtime_env: {working_dir: .., env_vars: {ALBSNN_DATA: /data}}   # Ray runtime_env of the job
     mlflow: {experiment: albsnn-demo, tracking_uri: null}
     report: {enabled: true, out_dir: null}
 
@@ -91,8 +95,11 @@ class Pipeline:
     resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
     seeds: list[int] = field(default_factory=lambda: [0])
     max_failures: int = 2
+    checkpoint_every: int = 1
     keep_checkpoints: int = 2
-    storage: Path = Path("runs/sweeps")
+    storage: Path = Path("runs/sweeps")  # the driver's sweep folders (and Ray's, without ray_storage)
+    ray_storage: str | None = None  # a URI for Ray Tune's experiment folders (checkpoints, snapshots)
+    runtime_env: dict | None = None
     experiment: str = ""
     tracking_uri: str | None = None
     report: dict = field(default_factory=lambda: {"enabled": True, "out_dir": None})
@@ -136,9 +143,27 @@ class Pipeline:
         space["seed"] = tune.grid_search(list(self.seeds))
         return space
 
+    def ray_storage_path(self) -> str:
+        """Ray Tune's ``storage_path`` for this pipeline's sweeps (a folder or a URI)."""
+        from albsnn.sweep.storage_uri import join_uri
+
+        return join_uri(self.ray_storage, self.name) if self.ray_storage else str(self.storage / self.name)
+
+    def experiment_path(self, sweep_id: str) -> str:
+        """Ray Tune's experiment folder of sweep ``sweep_id`` (what ``Tuner.restore`` takes)."""
+        from albsnn.sweep.storage_uri import join_uri
+
+        return (
+            join_uri(self.ray_storage_path(), sweep_id)
+            if self.ray_storage
+            else str(self.storage / self.name / sweep_id)
+        )
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["path"], d["storage"] = str(self.path), str(self.storage)
+        if self.ray_storage is None:
+            d.pop("ray_storage")
         d["search_space"] = str(self.search_space.path)
         return d
 
@@ -163,8 +188,11 @@ _KEYS = {
     "resources": dict,
     "seeds": (list, int),
     "max_failures": int,
+    "checkpoint_every": int,
     "keep_checkpoints": int,
     "storage": str,
+    "local_storage": str,
+    "runtime_env": dict,
     "mlflow": dict,
     "report": dict,
 }
@@ -222,6 +250,12 @@ def parse_pipeline(
     )
     if samples < 1:
         raise ConfigError(f"{where}: num_samples must be >= 1, but got {samples}")
+    if mode == "ablation" and samples > 1:
+        source = "--num-samples" if num_samples is not None else "num_samples"
+        raise ConfigError(
+            f"{where}: {source}={samples} in ablation mode would run each cell again with the same "
+            f"seed (identical runs); list more seeds instead, e.g. seeds: [0, 1, 2]"
+        )
     # Pareto pruning by default where there is a front to keep; an ablation grid is never pruned
     # unless asked, and a single objective keeps the pruner it names.
     default_pruner = "pareto" if mode == "search" and len(objectives) > 1 else "none"
@@ -234,11 +268,12 @@ def parse_pipeline(
     max_concurrent = data.get("max_concurrent")
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"{where}: max_concurrent must be >= 1, but got {max_concurrent}")
-    for key in ("max_failures", "keep_checkpoints"):
+    for key in ("max_failures", "checkpoint_every", "keep_checkpoints"):
         if key in data and data[key] < (0 if key == "max_failures" else 1):
             raise ConfigError(f"{where}: {key} is out of range: {data[key]}")
 
     name = data.get("name", path.stem)
+    storage, ray_storage = _storage(where, data)
     mlflow = _section(
         where, "mlflow", data.get("mlflow", {}), {"experiment": str, "tracking_uri": (str, type(None))}
     )
@@ -261,8 +296,11 @@ def parse_pipeline(
         resources=resources,
         seeds=list(seeds),
         max_failures=data.get("max_failures", 2),
+        checkpoint_every=data.get("checkpoint_every", 1),
         keep_checkpoints=data.get("keep_checkpoints", 2),
-        storage=Path(data.get("storage", "runs/sweeps")).expanduser().resolve(),
+        storage=storage,
+        ray_storage=ray_storage,
+        runtime_env=_runtime_env(where, data.get("runtime_env"), path.parent),
         experiment=experiment or mlflow.get("experiment") or f"albsnn-{name}",
         tracking_uri=mlflow.get("tracking_uri"),
         report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
@@ -340,6 +378,48 @@ def _resources(where: str, resources: dict) -> dict:
     if gpus > 1 and gpus != int(gpus):
         raise ConfigError(f"{where}: resources.gpus above 1 must be a whole number, but got {gpus}")
     return {"cpus": cpus, "gpus": gpus}
+
+
+def _storage(where: str, data: dict) -> tuple[Path, str | None]:
+    """(the driver's sweep folder root, Ray's storage URI or None when that is the same folder)."""
+    from albsnn.sweep.storage_uri import is_uri
+
+    value = data.get("storage", "runs/sweeps")
+    if not is_uri(value):
+        if "local_storage" in data:
+            raise ConfigError(
+                f"{where}: local_storage applies only when storage is a URI (s3://, gs://, ...)"
+            )
+        return Path(value.removeprefix("file://")).expanduser().resolve(), None
+    local = data.get("local_storage", "runs/sweeps")
+    return Path(local).expanduser().resolve(), value
+
+
+# Ray runtime_env keys a pipeline may set; paths are relative to the pipeline file.
+_RUNTIME_ENV = {"working_dir": str, "py_modules": list, "env_vars": dict, "excludes": list, "pip": list}
+
+
+def _runtime_env(where: str, env: dict | None, folder: Path) -> dict | None:
+    if env is None:
+        return None
+    env = dict(_section(where, "runtime_env", env, _RUNTIME_ENV))
+    bad = {k: v for k, v in env.get("env_vars", {}).items() if not isinstance(v, str)}
+    if bad:
+        raise ConfigError(f"{where}: runtime_env.env_vars values must be strings (quote them), but got {bad}")
+    if "working_dir" in env and "://" not in env["working_dir"]:
+        env["working_dir"] = _existing(where, "runtime_env.working_dir", folder / env["working_dir"])
+    if "py_modules" in env:
+        env["py_modules"] = [
+            m if "://" in m else _existing(where, "runtime_env.py_modules", folder / m)
+            for m in env["py_modules"]
+        ]
+    return env
+
+
+def _existing(where: str, key: str, path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(f"{where}: {key}: {path} does not exist (paths are relative to the pipeline file)")
+    return str(path.resolve())
 
 
 def _section(where: str, name: str, values: dict, keys: dict) -> dict:

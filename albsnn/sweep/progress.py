@@ -64,7 +64,9 @@ class ProgressPrinter(_tune.Callback):
         self._done: dict[str, str] = {}
 
     def setup(self, **info) -> None:
-        # Also after Tuner.restore, where this object comes from the pickled tuner.
+        # Also after Tuner.restore, where this object comes from the pickled tuner (and the sweep's
+        # budget may have been raised since: Tune passes the current one).
+        self.total = info.get("total_num_samples") or self.total
         self._start = self._last_tally = time.monotonic()
         self._done = {}
         self._seen = False
@@ -74,8 +76,11 @@ class ProgressPrinter(_tune.Callback):
         if not getattr(self, "_seen", True):  # a resumed sweep: count the trials that ended before
             self._seen = True
             for t in trials:
-                if t.status in ("TERMINATED", "ERROR"):
-                    self._done[t.trial_id] = "ENDED"
+                if t.status == "ERROR":
+                    self._done[t.trial_id] = "FAILED"
+                elif t.status == "TERMINATED":
+                    state = self.trial_state(t.trial_id) if self.trial_state else None
+                    self._done[t.trial_id] = state or "FINISHED"
             self._start_fraction = self.fraction_done(trials)
 
     def _print(self, text: str) -> None:
@@ -111,11 +116,13 @@ class ProgressPrinter(_tune.Callback):
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
-        pruned = sum(1 for s in self._done.values() if s == "PRUNED")
+        ended: dict[str, int] = {}
+        for state in self._done.values():
+            ended[state] = ended.get(state, 0) + 1
         self._print(
             f"tally    running {counts.get('RUNNING', 0)}, pending {counts.get('PENDING', 0)}, "
-            f"finished {counts.get('TERMINATED', 0) - pruned}, pruned {pruned}, "
-            f"failed {counts.get('ERROR', 0)}; {self._eta(trials)}"
+            f"finished {ended.get('FINISHED', 0)}, pruned {ended.get('PRUNED', 0)}, "
+            f"failed {ended.get('FAILED', 0)}; {self._eta(trials)}"
         )
 
     def fraction_done(self, trials) -> float:

@@ -1,14 +1,16 @@
 """Run a pipeline on Ray Tune: validate, connect, record in MLflow, search or enumerate, resume.
 
 :func:`run_sweep` is what ``albsnn sweep`` calls. Order matters: the pipeline, the search space,
-the tracking server and the Ray address are all checked before anything is written to MLflow, so
-bad input leaves no trace.
+the tracking server, the storage URI, the Ray address and the cluster (pre-flight: resources and data,
+:mod:`albsnn.sweep.preflight`) are all checked before anything is written to MLflow, so bad input
+leaves no trace. One driver per sweep (:mod:`albsnn.sweep.lock`).
 
-A sweep lives in ``<storage>/<pipeline name>/<sweep id>/`` (the Ray Tune experiment folder):
-``sweep.json`` (what ``--resume`` needs), copies of the pipeline and search-space files, the Optuna
-journal ``optuna.journal`` (search study ``<sweep id>``, pruning study ``<sweep id>.pruning``;
-``optuna-dashboard`` opens it), Ray's trial folders, and ``trials/<trial id>/epoch-NNNN`` (each
-trial's last reported checkpoint).
+A sweep lives in ``<storage>/<pipeline name>/<sweep id>/`` (also the Ray Tune experiment folder):
+``sweep.json`` (what ``--resume`` needs), ``driver.lock``, copies of the pipeline and search-space
+files, the Optuna journal ``optuna.journal`` (search study ``<sweep id>``, pruning study
+``<sweep id>.pruning``; ``optuna-dashboard`` opens it) and Ray's trial folders with their
+checkpoints. With a URI ``storage`` (``s3://...``) Ray's part is in the bucket and the rest in
+``local_storage`` on the driver.
 
     from albsnn.sweep import run_sweep
     result = run_sweep("pipelines/demo.yaml")
@@ -99,17 +101,33 @@ class SweepResult:
 # ---------------------------------------------------------------- finding / describing sweeps
 
 
-def find_sweep(pipeline: Pipeline) -> Path:
-    """The newest sweep folder of ``pipeline`` (for ``--resume``); a ConfigError when there is none."""
+def find_sweep(pipeline: Pipeline, sweep_id: str | None = None) -> Path:
+    """The folder of sweep ``sweep_id`` of ``pipeline``, or its newest (for ``--resume``).
+
+    Newest means the latest ``created`` time in ``sweep.json`` (sweep ids sort by time too), not the
+    folder's modification time, which any write into it changes. A ConfigError when there is none.
+    """
     root = pipeline.storage / pipeline.name
-    candidates = (
-        sorted(root.glob(f"*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
-    )
-    if not candidates:
+    sweeps = sorted(root.glob(f"*/{SWEEP_FILE}")) if root.is_dir() else []
+    if not sweeps:
         raise ConfigError(
             f"--resume: no sweep of pipeline {pipeline.name!r} under {root}; start one without --resume"
         )
-    return candidates[-1].parent
+    if sweep_id is not None:
+        if (root / sweep_id / SWEEP_FILE).is_file():
+            return root / sweep_id
+        known = ", ".join(p.parent.name for p in sweeps[-5:])
+        raise ConfigError(
+            f"--resume: no sweep {sweep_id!r} of pipeline {pipeline.name!r} in {root} (newest: {known})"
+        )
+    return max(sweeps, key=lambda p: (_created(p), p.parent.name)).parent
+
+
+def _created(sweep_file: Path) -> str:
+    try:
+        return str(json.loads(sweep_file.read_text()).get("created", ""))
+    except (OSError, ValueError):
+        return ""
 
 
 def _read_sweep_file(sweep_dir: Path) -> dict:
@@ -150,15 +168,19 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-def _connect_ray(address: str | None, num_cpus: int | None) -> bool:
+def _connect_ray(address: str | None, num_cpus: int | None, runtime_env: dict | None = None) -> bool:
     """Join ``address`` or start a local Ray; returns True when this call started/joined Ray."""
     ray = require("ray")
     require("ray.tune")
     if address:
         _check_address(address)
     if ray.is_initialized():  # e.g. a test session's cluster, or a notebook's
+        if runtime_env:
+            _log.warning(
+                "Ray was already initialised in this process: the pipeline's runtime_env is not applied"
+            )
         return False
-    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING}
+    kwargs = {"include_dashboard": False, "logging_level": logging.WARNING, "runtime_env": runtime_env}
     if address:
         try:  # worker output stays on (with ray:// the sweep's own progress lines come through it)
             ray.init(address=address, **kwargs)
@@ -178,7 +200,7 @@ def run_sweep(
     *,
     tracking_uri: str | None = None,
     address: str | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     num_samples: int | None = None,
     experiment: str | None = None,
     command: str | None = None,
@@ -193,8 +215,10 @@ def run_sweep(
         tracking_uri: MLflow URI; default: the pipeline's, else ``sqlite:///<cwd>/runs/mlflow.db``.
         address: ``auto`` or ``ray://host:port`` to join a cluster; None starts a local Ray (unless
             one is already initialised in this process, which is then used).
-        resume: continue the newest sweep of this pipeline via ``Tuner.restore``.
-        num_samples: override the pipeline's ``num_samples`` (new sweeps only).
+        resume: continue a sweep of this pipeline via ``Tuner.restore``: True for the newest, or
+            its sweep id. One driver per sweep (:mod:`albsnn.sweep.lock`).
+        num_samples: override the pipeline's ``num_samples``; on resume, raise the sweep's budget
+            (search mode).
         experiment: override the MLflow experiment name (new sweeps only).
         command: the command line recorded as ``albsnn.command``.
         progress: print trial events while running.
@@ -204,13 +228,14 @@ def run_sweep(
     Returns:
         a :class:`SweepResult`; a :class:`ConfigError` for bad input, before anything is recorded.
     """
+    from albsnn.sweep.lock import sweep_lock
     from albsnn.sweep.tracking import layout, runs
 
     started = time.monotonic()
     pipeline_path = Path(pipeline).resolve()
-    current = load_pipeline(pipeline_path, num_samples=num_samples, experiment=experiment)
+    current = load_pipeline(pipeline_path, num_samples=None if resume else num_samples, experiment=experiment)
     if resume:
-        sweep_dir = find_sweep(current)
+        sweep_dir = find_sweep(current, None if resume is True else str(resume))
         info = _read_sweep_file(sweep_dir)
         pipe = _resumed_pipeline(info, sweep_dir)
         uri = tracking_uri or info["tracking_uri"]
@@ -220,29 +245,81 @@ def run_sweep(
     layout.check_tracking_uri(uri)
     require("mlflow")
     require("optuna")
-    if resume:
-        _check_parent(uri, info)
-    else:
+    if pipe.ray_storage:
+        from albsnn.sweep.storage_uri import check_storage_uri
+
+        check_storage_uri(pipe.ray_storage, f"{pipe.path}: storage")
+    if not resume:
         runs.check_experiment(uri, pipe.experiment)
-    ray_record = None
-    if not address:
-        for line in local_ray.end_stale(pipe.storage):
-            print(line, file=sys.stderr, flush=True)
-    owns_ray = _connect_ray(address, num_cpus)
-    if owns_ray and not address:
-        ray_record = local_ray.record(pipe.storage)
-    try:
+    with contextlib.ExitStack() as held:
         if resume:
-            result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
-        else:
-            cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
-            result = _start(pipe, uri, cmd, progress, fail_once_at_epoch)
-    finally:
-        if owns_ray:
-            require("ray").shutdown()
-            local_ray.release(ray_record)
+            held.enter_context(sweep_lock(sweep_dir))
+            _check_parent(uri, info)
+        ray_record = None
+        if not address:
+            for line in local_ray.end_stale(pipe.storage):
+                print(line, file=sys.stderr, flush=True)
+        owns_ray = _connect_ray(address, num_cpus, pipe.runtime_env)
+        if owns_ray and not address:
+            ray_record = local_ray.record(pipe.storage)
+        try:
+            _preflight(pipe)
+            if resume:
+                if num_samples is not None:
+                    info = _extend(sweep_dir, info, pipe, num_samples, uri)
+                    pipe = _resumed_pipeline(info, sweep_dir)
+                result = _resume(pipe, sweep_dir, info, uri, progress, fail_once_at_epoch)
+            else:
+                cmd = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+                sweep_dir = _new_sweep_dir(pipe)
+                held.enter_context(sweep_lock(sweep_dir))
+                result = _start(pipe, sweep_dir, uri, cmd, progress, fail_once_at_epoch)
+        finally:
+            if owns_ray:
+                require("ray").shutdown()
+                local_ray.release(ray_record)
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _preflight(pipe: Pipeline) -> None:
+    """Before any trial or MLflow run: the cluster can hold a trial and every node has the data."""
+    from albsnn.sweep.preflight import check_dataset, check_resources
+
+    check_resources(pipe.resources, require("ray").nodes(), f"{pipe.path}: resources")
+    if not pipe.train.get("data_options", {}).get("download"):
+        check_dataset(pipe.dataset, pipe.train.get("data_dir"), pipe.resources)
+
+
+def _extend(sweep_dir: Path, info: dict, pipe: Pipeline, num_samples: int, uri: str) -> dict:
+    """Raise a search sweep's trial budget to ``num_samples`` (``--resume --num-samples``)."""
+
+    if pipe.mode != "search":
+        raise ConfigError(
+            f"--num-samples: sweep {info['sweep_id']} is an ablation (its grid once per seed); "
+            "it cannot be extended, start a new sweep with more seeds"
+        )
+    if num_samples < info["num_samples"]:
+        raise ConfigError(
+            f"--num-samples {num_samples}: sweep {info['sweep_id']} already has a budget of "
+            f"{info['num_samples']} trials; pass a larger number to extend it, or leave it out"
+        )
+    info = {**info, "num_samples": num_samples}
+    staging = sweep_dir / f".{SWEEP_FILE}.tmp"
+    staging.write_text(json.dumps(info, indent=1))
+    os.replace(staging, sweep_dir / SWEEP_FILE)
+    require("mlflow").MlflowClient(uri).set_tag(info["parent_run_id"], "albsnn.num_samples", str(num_samples))
+    return info
+
+
+def _new_sweep_dir(pipe: Pipeline) -> Path:
+    sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = pipe.storage / pipe.name / sweep_id
+    while sweep_dir.exists():  # two sweeps started within a second
+        sweep_id += "x"
+        sweep_dir = pipe.storage / pipe.name / sweep_id
+    sweep_dir.mkdir(parents=True)
+    return sweep_dir
 
 
 def _check_parent(uri: str, info: dict) -> None:
@@ -257,16 +334,16 @@ def _check_parent(uri: str, info: dict) -> None:
 
 
 def _start(
-    pipe: Pipeline, uri: str, command: str, progress: bool, fail_once_at_epoch: int | None
+    pipe: Pipeline,
+    sweep_dir: Path,
+    uri: str,
+    command: str,
+    progress: bool,
+    fail_once_at_epoch: int | None,
 ) -> SweepResult:
     from albsnn.sweep.tracking import runs
 
-    sweep_id = f"{pipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = pipe.storage / pipe.name / sweep_id
-    while sweep_dir.exists():  # two sweeps started within a second
-        sweep_id += "x"
-        sweep_dir = pipe.storage / pipe.name / sweep_id
-    sweep_dir.mkdir(parents=True)
+    sweep_id = sweep_dir.name
     shutil.copy2(pipe.path, sweep_dir / "pipeline.yaml")
     shutil.copy2(pipe.search_space.path, sweep_dir / "search_space.yaml")
     journal = sweep_dir / JOURNAL_FILE
@@ -321,6 +398,8 @@ def _start_tuner(
 
     journal = sweep_dir / JOURNAL_FILE
     overrides = {"search_space": str(sweep_dir / "search_space.yaml"), "storage": str(pipe.storage)}
+    if pipe.ray_storage:
+        overrides.update(storage=pipe.ray_storage, local_storage=str(pipe.storage))
     if pipe.train.get("data_dir"):
         overrides["data_dir"] = pipe.train["data_dir"]
     info = {
@@ -349,7 +428,6 @@ def _start_tuner(
     names = [*pipe.search_space.names, "seed"]
     trial_state = scheduler.trial_state if scheduler is not None else None
     callbacks = [
-        *_loggers(),
         MlflowTrialCallback(
             log,
             param_names=names,
@@ -359,18 +437,19 @@ def _start_tuner(
         ),
     ]
     if progress:
+        from albsnn.sweep.plan import trial_count
         from albsnn.sweep.progress import ProgressPrinter
 
-        total = pipe.num_samples * (_grid_size(pipe) if pipe.mode == "ablation" else 1)
+        total = trial_count(pipe)
         callbacks.append(ProgressPrinter(total, pipe.search_space.names + ["seed"], trial_state))
     tuner = tune.Tuner(
-        _trainable(pipe, sweep_dir, fail_once_at_epoch),
+        _trainable(pipe, fail_once_at_epoch),
         param_space=pipe.param_space(),
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=_budgeted(searcher, pipe, sweep_dir),
             scheduler=scheduler,
             num_samples=pipe.num_samples,
-            max_concurrent_trials=pipe.max_concurrent,
+            max_concurrent_trials=pipe.max_concurrent if searcher is None else None,
             # One worker process runs trial after trial: torch/sklearn imports and data loading
             # (several seconds on a small CPU) are paid once per worker, not once per trial.
             reuse_actors=True,
@@ -379,9 +458,11 @@ def _start_tuner(
         ),
         run_config=tune.RunConfig(
             name=sweep_id,
-            storage_path=str(pipe.storage / pipe.name),
+            storage_path=pipe.ray_storage_path(),
             failure_config=tune.FailureConfig(max_failures=pipe.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=pipe.keep_checkpoints),
+            # Trials rotate their own checkpoints (trainable.py): Ray's num_to_keep would force an
+            # experiment snapshot, whose cost grows with the trials, every num_to_keep checkpoints.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             callbacks=callbacks,
             verbose=0,
         ),
@@ -396,8 +477,9 @@ def _resume(
 
     tune = require("ray.tune")
     _quiet_tune()
-    if not tune.Tuner.can_restore(str(sweep_dir)):
-        raise ConfigError(f"--resume: {sweep_dir} holds no Ray Tune experiment state to restore")
+    experiment = pipe.experiment_path(sweep_dir.name)
+    if not tune.Tuner.can_restore(experiment):
+        raise ConfigError(f"--resume: {experiment} holds no Ray Tune experiment state to restore")
     # The spool's unsent records go first; the trials' runs reopen as Tune restarts them.
     log = _open_log(sweep_dir, uri, info["experiment_id"], info["parent_run_id"])
     log.reopen_sweep(driver_tag())
@@ -405,8 +487,8 @@ def _resume(
         if progress:
             print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
         tuner = tune.Tuner.restore(
-            str(sweep_dir),
-            _trainable(pipe, sweep_dir, fail_once_at_epoch),
+            experiment,
+            _trainable(pipe, fail_once_at_epoch),
             resume_unfinished=True,
             resume_errored=False,
             param_space=pipe.param_space(),
@@ -450,7 +532,7 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> S
     from albsnn.sweep.tracking.runs import summary_metrics
 
     grid = tuner.fit()
-    trials = _ray_trials(sweep_dir)
+    trials = _ray_trials(pipe.experiment_path(sweep_dir.name))
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
     if trials and not interrupted:  # an interrupted sweep's RUNNING trials are still wanted
         _close_orphans(info, set(trials))
@@ -485,15 +567,12 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> S
     return result
 
 
-def _ray_trials(sweep_dir: Path) -> dict[str, str]:
-    """``{trial id: status}`` from the newest Tune experiment state of ``sweep_dir``."""
-    states = sorted(sweep_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-    if not states:
-        return {}
+def _ray_trials(experiment: str) -> dict[str, str]:
+    """``{trial id: status}`` from the newest Tune experiment state of ``experiment`` (folder or URI)."""
     tune = require("ray.tune")
     try:
-        analysis = tune.ExperimentAnalysis(str(sweep_dir))
-    except Exception:  # unreadable state: counts from MLflow still stand
+        analysis = tune.ExperimentAnalysis(experiment)
+    except Exception:  # no or unreadable state: counts from MLflow still stand
         return {}
     return {t.trial_id: t.status for t in analysis.trials}
 
@@ -568,50 +647,63 @@ def _scheduler_and_searcher(pipe: Pipeline, info: dict, journal: Path):
     return scheduler, searcher
 
 
-def _trainable(pipe: Pipeline, sweep_dir: Path, fail_once_at_epoch: int | None):
+def _budgeted(searcher, pipe: Pipeline, sweep_dir: Path):
+    """The searcher, concurrency-limited, under a budget that ``--resume --num-samples`` can raise."""
+    if searcher is None:
+        return None
+    from ray.tune.search import ConcurrencyLimiter
+
+    from albsnn.sweep.budget import TrialBudget
+
+    if pipe.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=pipe.max_concurrent)
+    return TrialBudget(searcher, sweep_dir / SWEEP_FILE)
+
+
+def _trainable(pipe: Pipeline, fail_once_at_epoch: int | None):
     tune = require("ray.tune")
     from albsnn.sweep.trainable import TrialOptions, run_trial
 
-    options = TrialOptions(str(sweep_dir), pipe.resources["cpus"], fail_once_at_epoch)
+    options = TrialOptions(
+        cpus=pipe.resources["cpus"],
+        checkpoint_every=pipe.checkpoint_every,
+        keep_checkpoints=pipe.keep_checkpoints,
+        fail_once_at_epoch=fail_once_at_epoch,
+    )
     resources = {"cpu": pipe.resources["cpus"], "gpu": pipe.resources["gpus"]}
     return tune.with_resources(tune.with_parameters(run_trial, options=options), resources)
 
 
 def _quiet_tune() -> None:
-    # num_to_keep makes Tune snapshot its state whenever a trial rotates checkpoints (that keeps the
-    # checkpoint a restore needs on disk); with epochs of a second, it warns about that every time.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Our ProgressPrinter replaces Tune's tables; MLflow replaces TensorBoard (which warns about the
-    # list-valued `binarized_layers`). Tune's JSON/CSV result files are kept (see _loggers).
+    # Experiment snapshots pickle every trial's state and the searcher, so their cost grows with the
+    # sweep. Nothing forces them (no num_to_keep), so Ray's throttle holds: one every
+    # max(10 s, 19 x its cost), or TUNE_GLOBAL_CHECKPOINT_S seconds when set. Ray's warnings stay on.
+    # Our ProgressPrinter replaces Tune's tables; MLflow replaces Tune's JSON/CSV/TensorBoard result
+    # files (which the driver would re-copy with every snapshot).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_no_result_files_warning)
     require("optuna").logging.set_verbosity(logging.WARNING)
 
 
-def _loggers() -> list:
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    return [JsonLoggerCallback(), CSVLoggerCallback()]
+def _no_result_files_warning(record: logging.LogRecord) -> bool:
+    # Without Tune's result files, every ExperimentAnalysis (Tuner.fit, Tuner.restore) warns that it
+    # found no metrics for each trial; MLflow holds them.
+    return not record.getMessage().startswith("Failed to fetch metrics")
 
 
 def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _grid_size(pipe: Pipeline) -> int:
-    size = len(pipe.seeds)
-    for p in pipe.search_space.params:
-        if p.kind == "grid":
-            size *= len(p.values)
-    return size
-
-
 def _describe(pipe: Pipeline) -> str:
+    from albsnn.sweep.plan import trial_count
+
     objectives = ", ".join(f"{k} {v}" for k, v in pipe.objectives.items())
     if pipe.mode == "search":
         how = f"search, {pipe.num_samples} trials, sampler {pipe.sampler['kind']}"
     else:
-        how = f"ablation, {_grid_size(pipe) * pipe.num_samples} trials"
+        how = f"ablation, {trial_count(pipe)} trials"
     return (
         f"{pipe.dataset}, {pipe.epochs} epochs, {how}, pruner {pipe.pruner['kind']}, objectives {objectives}"
     )

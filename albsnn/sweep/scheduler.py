@@ -102,12 +102,13 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         )
         self._study = None
         self._trials: dict[str, object] = {}  # ray trial id -> optuna.trial.Trial
+        self._known: dict[str, int] | None = None  # ray trial id -> storage trial id, from the journal
         self.pruned: dict[str, int] = {}  # ray trial id -> epoch it was pruned at
 
     # Ray pickles schedulers into tuner.pkl; the study is reopened from the journal when needed.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_study"], state["_trials"], state["pruned"] = None, {}, {}
+        state["_study"], state["_trials"], state["pruned"], state["_known"] = None, {}, {}, None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -138,15 +139,28 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         if trial_id in self._trials:
             return self._trials[trial_id]
         optuna = require("optuna")
-        for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.user_attrs.get(RAY_TRIAL_ID) == trial_id:
-                trial = optuna.trial.Trial(self.study, frozen._trial_id)
-                break
+        known = self._journal_trials().get(trial_id)
+        if known is not None:
+            trial = optuna.trial.Trial(self.study, known)
         else:
             trial = self.study.ask()
             trial.set_user_attr(RAY_TRIAL_ID, trial_id)
         self._trials[trial_id] = trial
         return trial
+
+    def _journal_trials(self) -> dict[str, int]:
+        """``{ray trial id: storage trial id}`` of the trials the journal held when first asked.
+
+        Read once (after a restore, the trials of the earlier driver); trials this scheduler adds
+        are cached in ``_trials``, so no event scans the whole study.
+        """
+        if self._known is None:
+            self._known = {
+                t.user_attrs[RAY_TRIAL_ID]: t._trial_id
+                for t in self.study.get_trials(deepcopy=False)
+                if RAY_TRIAL_ID in t.user_attrs
+            }
+        return self._known
 
     def _frozen(self, trial):
         return self.study._storage.get_trial(trial._trial_id)
@@ -155,8 +169,15 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         return trial_id in self.pruned
 
     def trial_state(self, trial_id: str) -> str | None:
-        """``"PRUNED"`` for trials this scheduler stopped, else None (the caller knows the rest)."""
-        return "PRUNED" if trial_id in self.pruned else None
+        """``"PRUNED"`` for trials this scheduler (or, before a restore, its predecessor) stopped."""
+        if trial_id in self.pruned:
+            return "PRUNED"
+        known = self._journal_trials().get(trial_id) if trial_id not in self._trials else None
+        if known is not None:
+            state = self.study._storage.get_trial(known).state
+            if state == require("optuna.trial").TrialState.PRUNED:
+                return "PRUNED"
+        return None
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self._metric not in result or self.step_key not in result:

@@ -57,9 +57,10 @@ class StudySearch(_optuna_search.OptunaSearch):
         is_pruned = self._is_pruned
         super().restore(checkpoint_path)
         self._is_pruned = is_pruned
+        self._orphans = None  # looked for once, on the first new trial after a restore
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:
+        if trial_id not in self._ot_trials and hasattr(self, "_orphans"):
             orphan = self._orphan()
             if orphan is not None:
                 self._ot_trials[trial_id] = orphan
@@ -70,15 +71,20 @@ class StudySearch(_optuna_search.OptunaSearch):
         return config
 
     def _orphan(self):
-        """A RUNNING Optuna trial that no Ray trial owns (left by a driver killed mid-sweep)."""
+        """A RUNNING Optuna trial that no Ray trial owns (left by a driver killed mid-sweep).
+
+        Only a restored searcher has orphans; they are listed once, so new trials cost no scan.
+        """
         if self._ot_study is None:
             return None
         optuna = require("optuna")
-        owned = {t._trial_id for t in self._ot_trials.values()}
-        for frozen in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if frozen._trial_id not in owned:
-                return optuna.trial.Trial(self._ot_study, frozen._trial_id)
-        return None
+        if self._orphans is None:
+            owned = {t._trial_id for t in self._ot_trials.values()}
+            running = self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            self._orphans = [t._trial_id for t in running if t._trial_id not in owned]
+        if not self._orphans:
+            return None
+        return optuna.trial.Trial(self._ot_study, self._orphans.pop(0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._is_pruned is not None and self._is_pruned(trial_id) and trial_id in self._ot_trials:

@@ -9,24 +9,29 @@ and ``state.json`` (``{"epoch": n}``). The trainer computes every metric, includ
 an attempt reports also carries ``dataset`` (JSON of :func:`dataset_record`: name, digest of the
 exact samples, split sizes), which the callback logs as the run's MLflow dataset input.
 
+Checkpoints are written every ``checkpoint_every`` epochs and at the final epoch; the other epochs
+report metrics only. Each checkpoint is written once, by Ray, into the trial's folder on the sweep's
+storage (a local path or any URI ``pyarrow.fs`` takes). Ray's own rotation (``num_to_keep``) is off
+because it forces an experiment snapshot every ``num_to_keep`` checkpoints of a trial, whose cost
+grows with the number of trials; the trial empties its older ``checkpoint_*`` folders itself (each
+keeps a ``ROTATED`` marker, see ``_Reporter._rotate``), keeping the newest ``keep_checkpoints``.
+
 A restarted trial (``FailureConfig`` retry, or ``albsnn sweep --resume``) continues from the newest
-of two checkpoints: Ray's (``ray.tune.get_checkpoint()``) and the copy the trial keeps of its last
-*reported* epoch in ``<sweep>/trials/<trial_id>/epoch-NNNN``. The second matters after a killed driver:
-Ray restores the checkpoint named in its last experiment snapshot, which may be a few epochs old
-or already rotated away (``keep_checkpoints``). Epochs are never reported twice by a resumed trial
-that had its own copy; without one, the MLflow callback skips epochs it has logged.
+checkpoint by epoch: Ray's (``ray.tune.get_checkpoint()``, the one named in Ray's last experiment
+snapshot, which is rare and may be older or already emptied) or the newest ``checkpoint_*`` folder
+in its storage folder. Epochs a resumed trial reports again are skipped by the MLflow callback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from albsnn.metrics import (
     CHECK_ESTIMATE_PREFIX,
@@ -36,11 +41,22 @@ from albsnn.metrics import (
     FIRING_RATE_PREFIX,
 )
 from albsnn.sweep.tracking.callback import DATASET_RESULT
-from albsnn.sweep.tracking.layout import ESTIMATOR_CHECK_FILE
+from albsnn.sweep.tracking.layout import ESTIMATOR_CHECK_FILE, TRIAL_WHERE
 
-__all__ = ["TrialOptions", "run_trial", "flat_metrics", "dataset_record", "STATE_FILE", "CHECKPOINT_FILES"]
+__all__ = [
+    "TrialOptions",
+    "run_trial",
+    "flat_metrics",
+    "dataset_record",
+    "STATE_FILE",
+    "CHECKPOINT_FILES",
+    "TRIAL_WHERE",
+]
 
 STATE_FILE = "state.json"
+ROTATED_FILE = "ROTATED"  # all that is left of a rotated checkpoint folder
+# Reported with every epoch; the MLflow callback records them as run tags (layout.TRIAL_WHERE).
+TRIAL_HOST, TRIAL_NODE_ID, TRIAL_GPU_IDS, TRIAL_CODE_VERSION = tuple(TRIAL_WHERE)
 CHECKPOINT_FILES = (
     "config.json",
     "metrics.json",
@@ -54,8 +70,9 @@ CHECKPOINT_FILES = (
 class TrialOptions:
     """What every trial of one sweep shares besides its config."""
 
-    sweep_dir: str  # absolute; trials keep their last reported checkpoint under sweep_dir/trials
     cpus: float = 1
+    checkpoint_every: int = 1  # epochs between checkpoints; the final epoch always checkpoints
+    keep_checkpoints: int = 1  # newest checkpoint folders a trial keeps in its storage folder
     fail_once_at_epoch: int | None = None  # tests: raise once, in the first attempt, at this epoch
 
 
@@ -111,72 +128,76 @@ def _epoch_of(folder: Path | None) -> int:
 
 
 class _Reporter:
-    """albsnn Callback: write the epoch's checkpoint folder, report it, keep a copy of it."""
+    """albsnn Callback: report every epoch; write, report and rotate a checkpoint when one is due."""
 
-    def __init__(self, config, trial_dir: Path, options: TrialOptions, resumed: bool):
-        self.config = config
-        self.trial_dir = trial_dir
+    def __init__(self, options: TrialOptions, storage, resumed_from: str | None, replay: bool = False):
         self.options = options
-        self.resumed = resumed
-        self.node_id = _node_id()
+        self.replay = replay  # resumed from a stored checkpoint Ray had not seen reported
+        self.storage = storage  # Ray's StorageContext of this trial (filesystem + trial folder)
+        self.resumed = resumed_from is not None
+        self.kept = [resumed_from] if resumed_from else []  # checkpoint folders this attempt keeps
+        self.rotated: set[str] = set()  # folders this attempt has emptied
+        self.where = _where()
+        self.reported = False
         self.dataset: str | None = None  # reported with the first epoch of this attempt
 
     def on_fit_start(self, trainer) -> None:
         self.dataset = json.dumps(dataset_record(trainer))
+        # The checkpoint reached storage before the driver logged its epoch (the driver died in
+        # between): report that epoch again; the MLflow callback and the pruner skip what they have.
+        if self.replay and trainer.history:
+            self._report(trainer, trainer.history[-1], checkpoint=trainer.epoch >= trainer.config.epochs)
 
     def on_fit_end(self, trainer, result: dict) -> None:
-        pass
+        # Resumed from its final checkpoint (it finished after Ray's last snapshot): nothing was
+        # trained, so report that epoch again, or Ray, Optuna and MLflow would never see the end.
+        if not self.reported and trainer.history:
+            self._report(trainer, trainer.history[-1], checkpoint=True)
+
+    def due(self, trainer) -> bool:
+        return trainer.epoch % self.options.checkpoint_every == 0 or trainer.epoch >= trainer.config.epochs
 
     def on_epoch_end(self, trainer, metrics: dict) -> bool:
-        from ray import tune
-
         fail_at = self.options.fail_once_at_epoch
         if fail_at is not None and trainer.epoch == fail_at and not self.resumed:
             raise RuntimeError(f"injected failure at epoch {fail_at} (first attempt only)")
-        report = flat_metrics(metrics)
-        if self.node_id:
-            report["node_id"] = self.node_id
-        if self.dataset is not None:
-            report[DATASET_RESULT], self.dataset = self.dataset, None
-        with tempfile.TemporaryDirectory(prefix="albsnn-ckpt-") as tmp:
-            folder = Path(tmp)
-            self._write(trainer, metrics, folder)
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
-            self._keep(folder)
+        self._report(trainer, metrics, checkpoint=self.due(trainer))
         return False
 
-    def _write(self, trainer, metrics: dict, folder: Path) -> None:
-        trainer.save_checkpoint(folder / "checkpoint.pt")
-        trainer.export(folder / "model.albsnn")
-        from albsnn.estimator import history_rows
+    def _report(self, trainer, metrics: dict, checkpoint: bool) -> None:
+        from ray import tune
 
-        history = history_rows(trainer.policy.history)
-        files = {
-            "config.json": trainer.config.to_dict(),
-            "metrics.json": trainer.history,
-            "estimator_history.json": history,
-            "binarized_layers.json": trainer.history[-1]["binarized_layers"],
-            STATE_FILE: {"epoch": trainer.epoch},
-        }
-        if metrics.get(ESTIMATOR_CHECK):  # the final epoch of a run that measured its layers
-            files[ESTIMATOR_CHECK_FILE] = metrics[ESTIMATOR_CHECK]
-        for name, data in files.items():
-            (folder / name).write_text(json.dumps(_json_safe(data), indent=1))
+        self.reported = True
+        report = {**flat_metrics(metrics), **self.where}
+        if self.dataset is not None:
+            report[DATASET_RESULT], self.dataset = self.dataset, None
+        if not checkpoint:
+            tune.report(report)
+            return
+        with tempfile.TemporaryDirectory(prefix="albsnn-ckpt-") as tmp:
+            write_checkpoint(trainer, metrics, Path(tmp))
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+        if self.storage is not None:
+            self.kept.append(self.storage.checkpoint_fs_path)
+            self._rotate()
 
-    def _keep(self, folder: Path) -> None:
-        """Copy this epoch's folder to ``<trial>/epoch-NNNN`` (via a rename), then drop older ones.
+    def _rotate(self) -> None:
+        """Empty this trial's checkpoint folders except the newest ``keep_checkpoints`` it kept.
 
-        At any moment at least one complete copy exists, whatever instant the process dies at.
+        An emptied folder keeps one marker file (ROTATED_FILE): Ray's last experiment snapshot may
+        name it, and Ray refuses to restore a trial whose checkpoint folder does not exist. The
+        restored trial then finds no ``checkpoint.pt`` there and takes its newest stored one.
         """
-        self.trial_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.trial_dir))
-        shutil.copytree(folder, staging, dirs_exist_ok=True)
-        target = self.trial_dir / f"epoch-{_epoch_of(folder):04d}"
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-        for old in self.trial_dir.glob("epoch-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
+        keep = set(self.kept[-self.options.keep_checkpoints :])
+        self.kept = [k for k in self.kept if k in keep]
+        fs = self.storage.storage_filesystem
+        for folder in checkpoint_folders(fs, self.storage.trial_fs_path):
+            if folder not in keep and folder not in self.rotated:
+                with contextlib.suppress(FileNotFoundError):  # gone already: nothing to keep
+                    fs.delete_dir_contents(folder)
+                with fs.open_output_stream(f"{folder}/{ROTATED_FILE}") as marker:
+                    marker.write(b"rotated: see the newer checkpoint_* folders of this trial\n")
+                self.rotated.add(folder)
 
 
 def dataset_record(trainer) -> dict:
@@ -190,11 +211,55 @@ def dataset_record(trainer) -> dict:
     return {"name": c.dataset, "digest": digest.hexdigest()[:16], "source": source, "profile": sizes}
 
 
-def _node_id() -> str | None:
+def write_checkpoint(trainer, metrics: dict, folder: Path) -> None:
+    """The epoch's checkpoint folder: trainer checkpoint, export, records (module docstring)."""
+    trainer.save_checkpoint(folder / "checkpoint.pt")
+    trainer.export(folder / "model.albsnn")
+    from albsnn.estimator import history_rows
+
+    history = history_rows(trainer.policy.history)
+    files = {
+        "config.json": trainer.config.to_dict(),
+        "metrics.json": trainer.history,
+        "estimator_history.json": history,
+        "binarized_layers.json": trainer.history[-1]["binarized_layers"],
+        STATE_FILE: {"epoch": trainer.epoch},
+    }
+    if metrics.get(ESTIMATOR_CHECK):  # the final epoch of a run that measured its layers
+        files[ESTIMATOR_CHECK_FILE] = metrics[ESTIMATOR_CHECK]
+    for name, data in files.items():
+        (folder / name).write_text(json.dumps(_json_safe(data), indent=1))
+
+
+def checkpoint_folders(fs, trial_fs_path: str) -> list[str]:
+    """The ``checkpoint_*`` folders in a trial's storage folder (paths on ``fs``), oldest name first."""
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(trial_fs_path, allow_not_found=True))
+    except OSError:
+        return []
+    return sorted(
+        i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")
+    )
+
+
+def _where() -> dict:
+    """Where the trial runs: host, Ray node, GPUs Ray assigned, and the albsnn code version."""
+    import socket
+
     import ray
 
+    from albsnn.sweep.code_version import code_version
+
+    where = {TRIAL_HOST: socket.gethostname(), TRIAL_CODE_VERSION: code_version()}
     # get_runtime_context() would start a local Ray when called outside one
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    if ray.is_initialized():
+        where[TRIAL_NODE_ID] = ray.get_runtime_context().get_node_id()
+        gpus = ray.get_gpu_ids()
+        if gpus:
+            where[TRIAL_GPU_IDS] = ",".join(str(g) for g in gpus)
+    return where
 
 
 def run_trial(config: dict, options: TrialOptions) -> None:
@@ -206,33 +271,48 @@ def run_trial(config: dict, options: TrialOptions) -> None:
 
     torch.set_num_threads(max(1, int(options.cpus)))
     values = dict(config)
-    values["out"] = None  # checkpoints and exports are written per epoch by the reporter
+    values["out"] = None  # checkpoints and exports are written by the reporter
     train_config = TrainConfig.from_dict(values)
-    trial_dir = Path(options.sweep_dir) / "trials" / tune.get_context().get_trial_id()
+    storage = _storage()
+    stored = []
+    if storage is not None:
+        fs = storage.storage_filesystem
+        stored = [tune.Checkpoint(p, filesystem=fs) for p in checkpoint_folders(fs, storage.trial_fs_path)]
+    ray_checkpoint = tune.get_checkpoint()
     with tempfile.TemporaryDirectory(prefix="albsnn-resume-") as tmp:
-        resume_from = _pick_checkpoint(tune.get_checkpoint(), trial_dir, Path(tmp))
-        reporter = _Reporter(train_config, trial_dir, options, resumed=resume_from is not None)
+        resume_from, source = _pick_checkpoint([ray_checkpoint, *stored], Path(tmp))
+        rays = str(PurePosixPath(ray_checkpoint.path)) if ray_checkpoint is not None else None
+        reporter = _Reporter(options, storage, resumed_from=source, replay=source not in (None, rays))
         fit(train_config, [reporter], resume_from=resume_from)
 
 
-def _pick_checkpoint(ray_checkpoint, trial_dir: Path, tmp: Path) -> Path | None:
-    """Copy the newest of Ray's checkpoint and the trial's own copies to ``tmp``; None if none."""
-    ray_dir_ctx = None
+def _storage():
+    from ray import tune
+
     try:
-        ray_dir = None
-        if ray_checkpoint is not None:
-            try:
-                ray_dir_ctx = ray_checkpoint.as_directory()
-                ray_dir = Path(ray_dir_ctx.__enter__())
-            except Exception:  # rotated away or unreachable: our own copy still counts
-                ray_dir_ctx = None
-        own = sorted(trial_dir.glob("epoch-*")) if trial_dir.is_dir() else []
-        candidates = [d for d in (ray_dir, *own) if d is not None and (d / "checkpoint.pt").is_file()]
-        best = max(candidates, key=_epoch_of, default=None)
-        if best is None or _epoch_of(best) < 0:
-            return None
-        shutil.copy2(best / "checkpoint.pt", tmp / "checkpoint.pt")
-        return tmp / "checkpoint.pt"
-    finally:
-        if ray_dir_ctx is not None:
-            ray_dir_ctx.__exit__(None, None, None)
+        return tune.get_context().get_storage()
+    except Exception:  # outside a Tune session (unit tests call the reporter directly)
+        return None
+
+
+def _pick_checkpoint(checkpoints, tmp: Path) -> tuple[Path | None, str | None]:
+    """Copy the newest (by epoch) readable checkpoint's ``checkpoint.pt`` to ``tmp``.
+
+    Returns (its local copy, the checkpoint's path in storage), or (None, None) when none is readable:
+    a checkpoint named by an old snapshot may have been deleted by rotation since.
+    """
+    best, best_epoch = None, -1
+    for checkpoint in checkpoints:
+        if checkpoint is None:
+            continue
+        try:
+            with checkpoint.as_directory() as folder:
+                epoch = _epoch_of(Path(folder))
+                if epoch > best_epoch and (Path(folder) / "checkpoint.pt").is_file():
+                    shutil.copy2(Path(folder) / "checkpoint.pt", tmp / "checkpoint.pt")
+                    best, best_epoch = checkpoint, epoch
+        except Exception:  # deleted or unreachable: the others still count
+            continue
+    if best is None:
+        return None, None
+    return tmp / "checkpoint.pt", str(PurePosixPath(best.path))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from albsnn.sweep.tracking.callback import MlflowTrialCallback, trial_params
 from albsnn.sweep.tracking.layout import check_tracking_uri
 from albsnn.sweep.tracking.runs import ensure_experiment, start_parent_run
 from albsnn.sweep.tracking.spool import SENT_FILE, SweepLog
-from albsnn.sweep.trainable import _pick_checkpoint, flat_metrics
+from albsnn.sweep.trainable import ROTATED_FILE, TrialOptions, _pick_checkpoint, _Reporter, flat_metrics
 
 STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
 
@@ -354,6 +353,9 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
     client = MlflowClient(tracking_uri)
     client.delete_experiment(client.create_experiment("gone"))
     not_mlflow = not_an_mlflow_server
+    ablation = write_pipeline(
+        tmp_path, "cli-abl", space="model:\n  head: {grid: [gap, fc]}\n", mode="ablation", sampler=None
+    )
     malformed = tmp_path / "malformed.yaml"
     malformed.write_text("name: [unclosed\n")
     cases = [
@@ -368,6 +370,7 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
         ([str(good), "--tracking-uri", not_mlflow], f"{not_mlflow} is not an MLflow tracking server"),
         ([str(deleted)], "MLflow experiment 'gone' at"),
         ([], "give a pipeline YAML file (or --abandon SWEEP_ID)"),
+        ([str(ablation), "--num-samples", "2"], "--num-samples=2 in ablation mode"),
     ]
     for argv, words in cases:
         extra = [] if "--tracking-uri" in argv else ["--tracking-uri", tracking_uri]
@@ -401,15 +404,70 @@ def _checkpoint_folder(folder, epoch: int):
     return folder
 
 
-def test_restarted_trial_takes_the_newest_of_rays_and_its_own_checkpoint(tmp_path):
-    # Rule: after a killed driver Ray may restore an older checkpoint than the trial last reported.
+def test_restarted_trial_takes_the_newest_readable_checkpoint_by_epoch(tmp_path):
+    # Rule: after a killed driver Ray may restore an older checkpoint than the trial last wrote to
+    # storage, or one that rotation has deleted since; the newest readable one by epoch wins.
+    from ray.tune import Checkpoint
+
     ray_dir = _checkpoint_folder(tmp_path / "ray", 2)
-    own = _checkpoint_folder(tmp_path / "trial" / "epoch-0004", 4)
-    ray_checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(ray_dir)))
+    stored = _checkpoint_folder(tmp_path / "trial" / "checkpoint_000003", 4)
+    deleted = Checkpoint(str(tmp_path / "trial" / "checkpoint_000009"))
     (tmp_path / "tmp").mkdir()
-    picked = _pick_checkpoint(ray_checkpoint, own.parent, tmp_path / "tmp")
-    assert picked.read_text() == "epoch 4"
-    assert _pick_checkpoint(None, tmp_path / "none", tmp_path / "tmp") is None
+    picked, source = _pick_checkpoint(
+        [Checkpoint(str(ray_dir)), deleted, Checkpoint(str(stored))], tmp_path / "tmp"
+    )
+    assert picked.read_text() == "epoch 4" and source == str(stored)
+    assert _pick_checkpoint([None, deleted], tmp_path / "tmp") == (None, None)
+
+
+def test_trial_keeps_only_its_newest_checkpoints_in_storage(tmp_path):
+    # Rule: one copy of each checkpoint (Ray's), rotated by the trial: keep_checkpoints newest stay,
+    # including the one it resumed from until newer ones replace it. A rotated folder keeps only a
+    # marker, because Ray's last snapshot may name it and Ray restores only existing folders.
+    import pyarrow.fs as pafs
+
+    trial = tmp_path / "trial_x"
+    for i in range(4):
+        _checkpoint_folder(trial / f"checkpoint_00000{i}", i)
+    (trial / "params.json").write_text("{}")
+    storage = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(trial))
+    reporter = _Reporter(
+        TrialOptions(keep_checkpoints=2), storage, resumed_from=str(trial / "checkpoint_000001")
+    )
+
+    def full() -> list[str]:
+        return sorted(p.parent.name for p in trial.glob("*/checkpoint.pt"))
+
+    reporter.kept.append(str(trial / "checkpoint_000002"))
+    reporter._rotate()
+    assert full() == ["checkpoint_000001", "checkpoint_000002"] and (trial / "params.json").exists()
+    assert sorted(p.name for p in (trial / "checkpoint_000000").iterdir()) == [ROTATED_FILE]
+    reporter.kept.append(str(_checkpoint_folder(trial / "checkpoint_000005", 5)))
+    reporter._rotate()
+    assert full() == ["checkpoint_000002", "checkpoint_000005"]
+    assert len(list(trial.glob(f"*/{ROTATED_FILE}"))) == 3
+    # a restarted trial skips the emptied folders Ray's snapshot may still name
+    (tmp_path / "tmp").mkdir()
+    from ray.tune import Checkpoint
+
+    picked, source = _pick_checkpoint(
+        [Checkpoint(str(trial / "checkpoint_000003")), Checkpoint(str(trial / "checkpoint_000002"))],
+        tmp_path / "tmp",
+    )
+    assert source == str(trial / "checkpoint_000002") and picked.read_text() == "epoch 2"
+
+
+def test_trial_resumed_from_a_checkpoint_ray_never_saw_reported_reports_that_epoch_again(monkeypatch):
+    # Rule: a checkpoint reaches storage before the driver logs its epoch; if the driver dies in
+    # between, the resumed trial reports that epoch again, or MLflow would miss it for good.
+    import ray.tune
+
+    reports = []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics["epoch"]))
+    trainer = SimpleNamespace(history=[{"epoch": 3}, {"epoch": 4}], epoch=4, config=SimpleNamespace(epochs=6))
+    _Reporter(TrialOptions(), None, resumed_from="stored", replay=True).on_fit_start(trainer)
+    _Reporter(TrialOptions(), None, resumed_from="rays", replay=False).on_fit_start(trainer)
+    assert reports == [4]
 
 
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():

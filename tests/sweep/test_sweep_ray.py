@@ -22,6 +22,7 @@ from ray.tune import ExperimentAnalysis
 
 from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
+from albsnn.sweep.trainable import ROTATED_FILE
 from albsnn.train import TrainConfig
 
 pytestmark = pytest.mark.slow  # real sweeps through Ray Tune
@@ -212,6 +213,28 @@ def test_conditional_parameter_reaches_only_the_trials_whose_parent_matches(
         assert ("time_steps" in sampled) == (sampled["width"] == "0.5")
         assert sampled == {k: params[k] for k in sampled}
     assert widths == {"0.25", "0.5"}
+
+
+def test_trials_checkpoint_every_n_epochs_and_keep_one_copy_without_tune_result_files(
+    ray_cluster, tracking_uri, write_pipeline, tmp_path
+):
+    # Rule: I/O per epoch stays flat: a checkpoint every `checkpoint_every` epochs and at the last,
+    # written once (Ray's folder, rotated by the trial), and no Tune JSON/CSV result files.
+    path = write_pipeline(tmp_path, "ckpt", checkpoint_every=2, keep_checkpoints=1, epochs=3)
+    result = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    assert result.counts == {"FINISHED": 2, "PRUNED": 0, "FAILED": 0}
+    trial_dirs = sorted(result.sweep_dir.glob("trial_*"))
+    assert len(trial_dirs) == 2 and not (result.sweep_dir / "trials").exists()
+    for trial_dir in trial_dirs:
+        full = [f.parent for f in sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))]
+        assert [json.loads((f / "state.json").read_text())["epoch"] for f in full] == [3]
+        rotated = [f for f in trial_dir.glob("checkpoint_*") if f not in full]  # epoch 2's, emptied
+        assert len(rotated) == 1 and [p.name for p in rotated[0].iterdir()] == [ROTATED_FILE]
+        assert not list(trial_dir.glob("result.json")) and not list(trial_dir.glob("progress.csv"))
+    for run in _children(tracking_uri, result):
+        assert _steps(tracking_uri, run) == [1, 2, 3]
+        artifacts = {a.path for a in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)}
+        assert artifacts == TRIAL_ARTIFACTS | {CHECK_ARTIFACT}
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:

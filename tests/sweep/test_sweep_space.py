@@ -208,8 +208,11 @@ def test_ablation_param_space_is_the_grid_times_the_seeds(write_pipeline, tmp_pa
         mode="ablation",
         seeds=[0, 1, 2],
         sampler=None,
+        num_samples=None,
     )
     space = load_pipeline(path).param_space()
+    with pytest.raises(ConfigError, match="--num-samples=2 in ablation mode"):
+        load_pipeline(path, num_samples=2)
     assert space["head"] == tune.grid_search(["gap", "fc"])
     assert space["seed"] == tune.grid_search([0, 1, 2])
     assert space["epochs"] == 3 and space["dataset"] == "digits"
@@ -304,6 +307,16 @@ BAD_PIPELINES = [
     ({"resources": {"cpus": 1, "tpus": 1}}, ["resources takes cpus and gpus"]),
     ({"num_samples": "many"}, ["num_samples must be int"]),
     ({"mlflow": {"experiment": "x", "server": "y"}}, ["unknown key(s) ['server'] under mlflow"]),
+    ({"checkpoint_every": 0}, ["checkpoint_every is out of range: 0"]),
+    (
+        {
+            "mode": "ablation",
+            "sampler": None,
+            "num_samples": 3,
+            "space": "model:\n  head: {grid: [gap, fc]}\n",
+        },
+        ["num_samples=3 in ablation mode", "identical runs", "seeds: [0, 1, 2]"],
+    ),
 ]
 
 

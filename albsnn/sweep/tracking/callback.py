@@ -101,8 +101,7 @@ class _MlflowTrialCallback:
         if isinstance(result.get(DATASET_RESULT), str):
             self.log.dataset(trial.trial_id, json.loads(result[DATASET_RESULT]))
         tags = self._number_tag(trial.trial_id)
-        if result.get("node_id"):
-            tags[L.NODE_ID] = str(result["node_id"])
+        tags.update({tag: str(result[key]) for key, tag in L.TRIAL_WHERE.items() if result.get(key)})
         self.log.epoch(trial.trial_id, epoch, L.epoch_metrics(result), tags)
 
     @_guarded

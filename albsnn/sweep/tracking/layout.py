@@ -39,6 +39,13 @@ TRIAL_STATE = "albsnn.trial_state"  # one of STATES (ORPHANED for deleted runs o
 END_REASON = "albsnn.end_reason"  # why a run was ended KILLED without finishing (interrupted, abandoned, ...)
 OPTUNA_TRIAL_NUMBER = "albsnn.optuna_trial_number"
 NODE_ID = "albsnn.node_id"
+# Where a trial ran: {key a trial reports with every epoch: the child run tag the callback sets}.
+TRIAL_WHERE = {
+    "host": "albsnn.trial_host",
+    "node_id": NODE_ID,
+    "gpu_ids": "albsnn.gpu_ids",
+    "code_version": "albsnn.code_version",  # git commit + a hash of the albsnn sources
+}
 RETRIES = "albsnn.retries"
 PRUNED_AT_EPOCH = "albsnn.pruned_at_epoch"
 ARTIFACTS_ERROR = "albsnn.artifacts_error"

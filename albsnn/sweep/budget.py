@@ -1,0 +1,43 @@
+"""A search sweep's trial budget, read from its ``sweep.json``, so that a resume can raise it.
+
+Ray Tune keeps the number of trials to create (``num_samples``) inside its snapshot of the search
+algorithm, and ``Tuner.restore`` brings back that number: ``--num-samples`` on a resumed sweep would
+be ignored. :class:`TrialBudget` is Ray's ``SearchGenerator`` with one change: whenever Ray restores
+its state, the budget becomes the ``num_samples`` written in the sweep's ``sweep.json`` (which
+``albsnn sweep --resume --num-samples N`` updates first), and a generator that had already handed
+out its old budget is open again.
+
+    search_alg = TrialBudget(ConcurrencyLimiter(searcher, max_concurrent), sweep_dir / "sweep.json")
+    Tuner(..., tune_config=TuneConfig(search_alg=search_alg, num_samples=n))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from albsnn.sweep._imports import require
+
+__all__ = ["TrialBudget", "budget_of"]
+
+_search = require("ray.tune.search")
+
+
+def budget_of(sweep_file: str | Path) -> int:
+    """The ``num_samples`` recorded in a ``sweep.json``."""
+    return int(json.loads(Path(sweep_file).read_text())["num_samples"])
+
+
+class TrialBudget(_search.SearchGenerator):
+    """``SearchGenerator`` whose trial budget, on restore, is the one in ``sweep_file``."""
+
+    def __init__(self, searcher, sweep_file: str | Path):
+        super().__init__(searcher)
+        self.sweep_file = str(sweep_file)
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        budget = budget_of(self.sweep_file)
+        if budget > self._total_samples:
+            self._total_samples = budget
+            self._finished = False  # "finished" meant "handed out the old budget"
