@@ -38,8 +38,8 @@ def plan_sweep(
     experiment: str | None = None,
 ) -> str:
     """The dry-run description of ``pipeline`` (or of the sweep ``--resume`` would continue)."""
-    from albsnn.sweep.tracking import layout as tracking
     from albsnn.sweep import runner
+    from albsnn.sweep.tracking import layout as tracking
 
     pipe = load_pipeline(Path(pipeline), num_samples=None if resume else num_samples, experiment=experiment)
     if resume:

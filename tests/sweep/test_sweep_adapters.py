@@ -462,12 +462,17 @@ def test_trial_resumed_from_a_checkpoint_ray_never_saw_reported_reports_that_epo
     # between, the resumed trial reports that epoch again, or MLflow would miss it for good.
     import ray.tune
 
+    from albsnn.sweep import trainable
+    from albsnn.sweep.tracking.callback import DATASET_RESULT
+
     reports = []
-    monkeypatch.setattr(ray.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics["epoch"]))
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(trainable, "dataset_record", lambda trainer: {"name": "digits"})
     trainer = SimpleNamespace(history=[{"epoch": 3}, {"epoch": 4}], epoch=4, config=SimpleNamespace(epochs=6))
     _Reporter(TrialOptions(), None, resumed_from="stored", replay=True).on_fit_start(trainer)
     _Reporter(TrialOptions(), None, resumed_from="rays", replay=False).on_fit_start(trainer)
-    assert reports == [4]
+    assert [r["epoch"] for r in reports] == [4]
+    assert json.loads(reports[0][DATASET_RESULT]) == {"name": "digits"}  # the run's dataset still logged
 
 
 def test_flat_metrics_spells_out_layers_and_drops_missing_values():
@@ -526,6 +531,8 @@ def test_progress_tally_gives_the_share_done_and_an_eta_for_the_whole_sweep(caps
     trials = [trial("TERMINATED"), trial("RUNNING", epoch=2), trial("PENDING"), trial("PENDING")]
     printer.on_step_begin(0, [trial("PENDING")] * 4)  # a fresh sweep: nothing done yet
     assert printer.fraction_done(trials) == pytest.approx(1.5 / 4)
+    printer.on_trial_complete(0, trials, trials[0])  # the tally counts ended trials by their events
+    capsys.readouterr()
     printer._start -= 30  # 30 s in, 1.5 of 4 trials' work done: 50 s to go at this pace
     printer.on_step_end(0, trials)
     line = capsys.readouterr().out.strip()
