@@ -11,11 +11,11 @@ figure in docs/performance.md ("Time to accuracy on the 2-core CPU")::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 
+from albsnn.cli.train import parse_option
 from albsnn.train import TrainConfig, Trainer
 
 BASE = {
@@ -39,14 +39,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override (JSON)"
-    )
+    p.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {
-        k: json.loads(v) if v[:1] in "0123456789[{tfn-" else v for k, v in (s.split("=", 1) for s in args.set)
-    }
+    overrides = dict(args.set)
     trainer = Trainer(TrainConfig(**{**BASE, "data_dir": args.data_dir, **overrides}))
     candidates = trainer.policy.candidates(trainer.model)
     trainer.model.train()

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from albsnn.cli.train import parse_option
 from albsnn.train import TrainConfig, Trainer
 
 # The recipe under test (edit here or override with --set KEY=VALUE).
@@ -107,16 +108,6 @@ class Clock:
         pass
 
 
-def _parse_set(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def summarize(clock: Clock, target: float, setup_s: float) -> dict:
     last = clock.epochs[-1]
     first_test = next((e for e in clock.epochs if 100 * e["test_accuracy"] >= target), None)
@@ -144,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop", choices=STOPS, default="val", help="stop when val accuracy >= target, or never")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument(
-        "--set", dest="overrides", action="append", type=_parse_set, default=[], metavar="KEY=VALUE"
+        "--set", dest="overrides", action="append", type=parse_option, default=[], metavar="KEY=VALUE"
     )
     p.add_argument("--json", type=Path, help="write the per-epoch rows and the summary here")
     args = p.parse_args(argv)

@@ -15,7 +15,8 @@ from albsnn.cli import Command
 from albsnn.errors import ConfigError
 
 
-def _parse_option(text: str) -> tuple[str, object]:
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(key, value)``, the value read as JSON when it parses, else as text."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -80,7 +81,7 @@ class Train(Command):
                     "--data-option",
                     dest="data_options",
                     action="append",
-                    type=_parse_option,
+                    type=parse_option,
                     metavar="KEY=VALUE",
                     help="option for the dataset loader (repeatable), e.g. --data-option test_fraction=0.2",
                 )
