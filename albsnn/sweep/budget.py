@@ -2,10 +2,11 @@
 
 Ray Tune keeps the number of trials to create (``num_samples``) inside its snapshot of the search
 algorithm, and ``Tuner.restore`` brings back that number: ``--num-samples`` on a resumed sweep would
-be ignored. :class:`TrialBudget` is Ray's ``SearchGenerator`` with one change: whenever Ray restores
-its state, the budget becomes the ``num_samples`` written in the sweep's ``sweep.json`` (which
+be ignored. :class:`TrialBudget` is Ray's ``SearchGenerator`` with two changes when Ray restores its
+state: the budget becomes the ``num_samples`` written in the sweep's ``sweep.json`` (which
 ``albsnn sweep --resume --num-samples N`` updates first), and a generator that had already handed
-out its old budget is open again.
+out its old budget is open again; trials that the killed driver finished after Ray's last snapshot
+(``StudySearch.lost_trials``) count as created, since their results stand.
 
     search_alg = TrialBudget(ConcurrencyLimiter(searcher, max_concurrent), sweep_dir / "sweep.json")
     Tuner(..., tune_config=TuneConfig(search_alg=search_alg, num_samples=n))
@@ -37,7 +38,17 @@ class TrialBudget(_search.SearchGenerator):
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
+        # Trials the killed driver finished after Ray's snapshot used the budget; their results stand.
+        # (Ray restores the base searcher before this state.)
+        self._counter += len(_lost_trials(self.searcher))
         budget = budget_of(self.sweep_file)
         if budget > self._total_samples:
             self._total_samples = budget
             self._finished = False  # "finished" meant "handed out the old budget"
+
+
+def _lost_trials(searcher) -> list[str]:
+    while hasattr(searcher, "searcher"):  # through ConcurrencyLimiter and the like
+        searcher = searcher.searcher
+    lost = getattr(searcher, "lost_trials", None)
+    return lost() if lost is not None else []

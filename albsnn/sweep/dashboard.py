@@ -14,12 +14,13 @@ from collections.abc import Sequence
 
 from albsnn.sweep._imports import require
 
-__all__ = ["ROLE", "DESCRIPTION", "SEARCH", "PRUNING", "label_study"]
+__all__ = ["ROLE", "DESCRIPTION", "SEARCH", "PRUNING", "RAY_TRIAL_ID", "label_study"]
 
 ROLE = "albsnn.role"  # user attribute: SEARCH or PRUNING
 DESCRIPTION = "albsnn.description"  # user attribute: one line for the dashboard
 SEARCH = "search"
 PRUNING = "pruning"
+RAY_TRIAL_ID = "ray_trial_id"  # trial user attribute, in both studies: joins Optuna, Ray and MLflow
 _DESCRIPTIONS = {
     SEARCH: "albsnn sweep: the search study (one trial per Ray trial; objectives {metrics})",
     PRUNING: "albsnn sweep: the pruner's bookkeeping, not a search: {metrics} per epoch of each Ray trial; "

@@ -36,6 +36,7 @@ from albsnn.errors import ConfigError
 from albsnn.sweep import local_ray
 from albsnn.sweep._imports import require
 from albsnn.sweep._yaml import read_yaml_mapping
+from albsnn.sweep.dashboard import RAY_TRIAL_ID
 from albsnn.sweep.pipeline import Pipeline, load_pipeline, parse_pipeline
 
 __all__ = ["SweepResult", "run_sweep", "find_sweep", "SWEEP_FILE", "JOURNAL_FILE"]
@@ -534,11 +535,15 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> S
     grid = tuner.fit()
     trials = _ray_trials(pipe.experiment_path(sweep_dir.name))
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
+    lost = _lost_trials(info, set(trials)) if trials else {}
     if trials and not interrupted:  # an interrupted sweep's RUNNING trials are still wanted
         _close_orphans(info, set(trials))
+    if trials:
+        _keep_lost(log, lost)
+        log.forget_orphans(set(trials) | set(lost))
     if interrupted:  # reopened by --resume
         log.kill_unfinished("interrupted")
-    known = set(trials) or set(log.states)
+    known = (set(trials) | set(lost)) or set(log.states)
     result = SweepResult(
         sweep_id=info["sweep_id"],
         sweep_dir=sweep_dir,
@@ -577,8 +582,8 @@ def _ray_trials(experiment: str) -> dict[str, str]:
     return {t.trial_id: t.status for t in analysis.trials}
 
 
-def _close_orphans(info: dict, ray_trial_ids: set[str]) -> None:
-    """Optuna trials still RUNNING with no Ray trial behind them (a driver killed mid-suggest): FAIL."""
+def _studies(info: dict, *keys: str):
+    """The sweep's Optuna studies named by ``info[key]`` that exist in its journal."""
     optuna = require("optuna")
     from albsnn.sweep.scheduler import open_journal
 
@@ -587,13 +592,43 @@ def _close_orphans(info: dict, ray_trial_ids: set[str]) -> None:
         return
     storage = open_journal(journal)
     names = {s.study_name for s in storage.get_all_studies()}
-    for study_name in (info.get("optuna_study"), info.get("pruning_study")):
-        if study_name not in names:
-            continue
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get("ray_trial_id") not in ray_trial_ids:
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    for key in keys:
+        if info.get(key) in names:
+            yield optuna.load_study(study_name=info[key], storage=storage)
+
+
+def _close_orphans(info: dict, ray_trial_ids: set[str]) -> None:
+    """Optuna trials still RUNNING with no Ray trial behind them (a driver killed mid-suggest): FAIL."""
+    state = require("optuna.trial").TrialState
+    for study in _studies(info, "optuna_study", "pruning_study"):
+        for t in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+            if t.user_attrs.get(RAY_TRIAL_ID) not in ray_trial_ids:
+                study.tell(t.number, state=state.FAIL, skip_if_finished=True)
+
+
+def _lost_trials(info: dict, ray_trial_ids: set[str]) -> dict[str, str]:
+    """``{Ray trial id: PRUNED | FINISHED}`` of search trials a killed driver ended after Ray's last
+    snapshot: Ray lost them (and ran others in their place, see ``StudySearch.lost_trials``), but
+    their results are in the study and in MLflow, so they stay."""
+    from albsnn.sweep.tracking import layout as L
+
+    state = require("optuna.trial").TrialState
+    lost = {}
+    for study in _studies(info, "optuna_study"):
+        for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)):
+            trial_id = t.user_attrs.get(RAY_TRIAL_ID)
+            if trial_id is not None and trial_id not in ray_trial_ids:
+                lost[trial_id] = L.PRUNED if t.state == state.PRUNED else L.FINISHED
+    return lost
+
+
+def _keep_lost(log, lost: dict[str, str]) -> None:
+    """End the MLflow runs of lost trials that the killed driver told Optuna about but not MLflow."""
+    from albsnn.sweep.tracking import layout as L
+
+    for trial_id, state in lost.items():
+        if log.states.get(trial_id) == L.RUNNING:
+            log.end_trial(trial_id, state, step=log.last_step.get(trial_id, 0))
 
 
 def _report(result: SweepResult, pipe: Pipeline) -> None:

@@ -33,13 +33,13 @@ from pathlib import Path
 
 from albsnn.metrics import VAL_ACCURACY
 from albsnn.sweep._imports import require
+from albsnn.sweep.dashboard import RAY_TRIAL_ID
 from albsnn.sweep.pareto_pruner import report_objectives
 
 __all__ = ["OptunaPrunerScheduler", "open_journal"]
 
 _tune_schedulers = require("ray.tune.schedulers")
 _log = logging.getLogger(__name__)
-RAY_TRIAL_ID = "ray_trial_id"
 
 
 def open_journal(path: str | Path):

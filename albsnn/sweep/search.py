@@ -10,7 +10,10 @@
   (:mod:`albsnn.sweep.dashboard`), so optuna-dashboard shows ``val_accuracy``, not "0";
 * after ``Tuner.restore``, Optuna trials that were asked for by the killed driver after its last
   experiment checkpoint (so Ray does not know them) are handed to the next trials Ray asks for,
-  instead of asking new ones: the study keeps exactly one Optuna trial per Ray trial.
+  instead of asking new ones: the study keeps exactly one Optuna trial per Ray trial;
+* trials that the killed driver *finished* after that checkpoint are lost to Ray but their results
+  stand (in the study and in MLflow): :meth:`StudySearch.lost_trials` names them, so that the trial
+  budget counts them (:mod:`albsnn.sweep.budget`) and the sweep keeps their MLflow runs.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from albsnn.sweep._imports import require
+from albsnn.sweep.dashboard import RAY_TRIAL_ID
 
 __all__ = ["StudySearch"]
 
 _optuna_search = require("ray.tune.search.optuna")
-RAY_TRIAL_ID = "ray_trial_id"
 
 
 class StudySearch(_optuna_search.OptunaSearch):
@@ -58,6 +61,7 @@ class StudySearch(_optuna_search.OptunaSearch):
         super().restore(checkpoint_path)
         self._is_pruned = is_pruned
         self._orphans = None  # looked for once, on the first new trial after a restore
+        self._lost = None
 
     def suggest(self, trial_id: str) -> dict | None:
         if trial_id not in self._ot_trials and hasattr(self, "_orphans"):
@@ -85,6 +89,21 @@ class StudySearch(_optuna_search.OptunaSearch):
         if not self._orphans:
             return None
         return optuna.trial.Trial(self._ot_study, self._orphans.pop(0))
+
+    def lost_trials(self) -> list[str]:
+        """Ray trial ids of study trials that ended (COMPLETE or PRUNED) unknown to the restored Ray.
+
+        Empty unless restored; listed once, like the orphans.
+        """
+        if not hasattr(self, "_lost") or self._ot_study is None:
+            return []
+        if self._lost is None:
+            state = require("optuna.trial").TrialState
+            owned = set(self._ot_trials)
+            ended = self._ot_study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
+            ids = (t.user_attrs.get(RAY_TRIAL_ID) for t in ended)
+            self._lost = [i for i in ids if i is not None and i not in owned]
+        return list(self._lost)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._is_pruned is not None and self._is_pruned(trial_id) and trial_id in self._ot_trials:

@@ -263,14 +263,15 @@ def test_callback_ends_pruned_trials_killed(tracking_uri, parent, sweep_log, sta
     assert run.data.tags["albsnn.trial_state"] == (state or "FINISHED")
 
 
-def test_callback_deletes_runs_of_trials_ray_no_longer_knows(tracking_uri, parent, sweep_log):
+def test_sweep_log_deletes_runs_of_trials_nobody_knows(tracking_uri, parent, sweep_log):
+    # A run whose Ray trial was lost with a killed driver, and which never ended, is not a result.
     experiment_id, parent_id = parent
     log = sweep_log()
     callback = MlflowTrialCallback(log, param_names=[])
     kept, lost = FakeTrial("kept"), FakeTrial("lost")
     callback.on_trial_start(0, [], kept)
     callback.on_trial_start(0, [], lost)
-    callback.on_experiment_end([kept])
+    log.forget_orphans(["kept"])
     log.flush(60)
     runs = MlflowClient(tracking_uri).search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
     assert [r.data.tags["albsnn.trial_id"] for r in runs] == ["kept"]

@@ -13,9 +13,11 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
+from ray.tune.search import ConcurrencyLimiter
 
 from albsnn.cli import main
 from albsnn.errors import ConfigError
+from albsnn.sweep.budget import TrialBudget
 from albsnn.sweep.lock import lock_holder, sweep_lock
 from albsnn.sweep.pipeline import load_pipeline
 from albsnn.sweep.progress import ProgressPrinter
@@ -223,3 +225,37 @@ def test_search_looks_for_orphaned_trials_only_once_after_a_restore(tmp_path):
     for i in range(20):
         restored.suggest(f"r{i}")
     assert counter.scans == 1
+
+
+def test_trials_finished_after_rays_snapshot_are_kept_and_use_the_budget(tmp_path):
+    # A killed driver can finish trials after Ray's last snapshot: Ray forgets them, but their
+    # results are real, so the restored search names them and the budget counts them as created.
+    def make():
+        return StudySearch(
+            space={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
+            metric="val_accuracy",
+            mode="max",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            study_name="s",
+            storage=open_journal(tmp_path / "j"),
+        )
+
+    search = make()
+    for trial_id in ("a", "b"):
+        search.suggest(trial_id)
+        search.on_trial_complete(trial_id, {"val_accuracy": 0.5})
+    search.save(str(tmp_path / "snap.pkl"))  # Ray's snapshot: it knows a and b
+    search.suggest("late")
+    search.on_trial_complete("late", {"val_accuracy": 0.6})  # finished after the snapshot
+    search.suggest("running")  # asked for, never finished: an orphan, handed to Ray's next trial
+
+    restored = make()
+    restored.restore(str(tmp_path / "snap.pkl"))
+    assert restored.lost_trials() == ["late"]
+    sweep_file = tmp_path / "sweep.json"
+    sweep_file.write_text(json.dumps({"num_samples": 5}))
+    budget = TrialBudget(ConcurrencyLimiter(restored, max_concurrent=2), sweep_file)
+    budget.set_state({"counter": 2, "total_samples": 5, "finished": False, "experiment": None})
+    assert budget._counter == 3  # a, b and late: two trials left to create
+    restored.suggest("next")
+    assert restored.trial_number("next") == 3  # the orphan, not a new Optuna trial

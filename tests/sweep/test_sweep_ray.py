@@ -249,9 +249,12 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 def test_killed_driver_resumes_without_duplicates(
     ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
 ):
-    # Rule: kill -9 the driver mid-sweep, then `--resume`: every trial finishes, MLflow has one run
-    # per Ray trial (no duplicates, none left RUNNING), and the study has as many trials as Ray.
-    path = write_pipeline(tmp_path, "resume", num_samples=6, epochs=4)
+    # Rule: kill -9 the driver mid-sweep, then `--resume`: every trial finishes once, MLflow has one run
+    # per study trial (no duplicates, none left RUNNING), and Ray's trials are among them.
+    # Ray's snapshots are held off after the first (TUNE_GLOBAL_CHECKPOINT_S), so the kill always
+    # loses to Ray both trials that finished since (their results stand: study and MLflow keep them and
+    # the budget counts them) and the running one (re-run by Ray, under its Optuna trial).
+    path = write_pipeline(tmp_path, "resume", num_samples=8, epochs=4)
     argv = [
         python,
         "-m",
@@ -265,7 +268,11 @@ def test_killed_driver_resumes_without_duplicates(
     ]
     client = MlflowClient(tracking_uri)
     driver = subprocess.Popen(
-        argv, cwd=tmp_path, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        argv,
+        cwd=tmp_path,
+        env={**subprocess_env, "TUNE_GLOBAL_CHECKPOINT_S": "3600"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
     def mid_sweep() -> bool:
@@ -275,10 +282,10 @@ def test_killed_driver_resumes_without_duplicates(
         runs = client.search_runs([experiment.experiment_id], "tags.`albsnn.role` = 'trial'")
         finished = [r for r in runs if r.info.status == "FINISHED"]
         running = [r for r in runs if r.info.status == "RUNNING" and r.data.metrics]
-        return len(finished) >= 2 and len(running) >= 1
+        return len(finished) >= 3 and len(running) >= 1  # max_concurrent 2: the 3rd came after the snapshot
 
     try:
-        _wait_for(mid_sweep, 120, "two finished trials and one running")
+        _wait_for(mid_sweep, 120, "three finished trials and one running")
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         out = driver.communicate()[0].decode()
@@ -288,14 +295,15 @@ def test_killed_driver_resumes_without_duplicates(
         [*argv, "--resume"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "6 finished, 0 pruned, 0 failed" in resumed.stdout
+    assert "8 finished, 0 pruned, 0 failed" in resumed.stdout
 
     sweep_dir = next((tmp_path / "sweeps" / "resume").iterdir())
     ray_trials = {t.trial_id: t.status for t in ExperimentAnalysis(str(sweep_dir)).trials}
-    assert len(ray_trials) == 6 and set(ray_trials.values()) == {"TERMINATED"}
+    assert set(ray_trials.values()) == {"TERMINATED"}
     experiment = client.get_experiment_by_name("test-resume")
     runs = client.search_runs([experiment.experiment_id], "tags.`albsnn.role` = 'trial'")
-    assert sorted(r.data.tags["albsnn.trial_id"] for r in runs) == sorted(ray_trials)
+    mlflow_trials = sorted(r.data.tags["albsnn.trial_id"] for r in runs)
+    assert len(mlflow_trials) == 8 and set(ray_trials) < set(mlflow_trials)  # some were lost to Ray
     for run in runs:
         assert run.info.status == "FINISHED"
         assert _steps(tracking_uri, run) == [1, 2, 3, 4]
@@ -303,8 +311,7 @@ def test_killed_driver_resumes_without_duplicates(
     study = optuna.load_study(
         study_name=info["optuna_study"], storage=open_journal(sweep_dir / "optuna.journal")
     )
-    assert len(study.trials) == len(ray_trials)
-    assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(ray_trials)
+    assert sorted(t.user_attrs["ray_trial_id"] for t in study.trials) == mlflow_trials
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
 
 

@@ -119,10 +119,6 @@ class _MlflowTrialCallback:
         if retries is not None:
             self.log.tags(trial.trial_id, {L.RETRIES: str(retries)})
 
-    @_guarded
-    def on_experiment_end(self, trials: list, **info) -> None:
-        self.log.forget_orphans(t.trial_id for t in trials)
-
     def _finish(self, trial, state: str) -> None:
         last = trial.last_result or {}
         epoch = last.get("epoch")
