@@ -143,8 +143,8 @@ class SweepLog:
             shutil.copy2(path, outbox / Path(path).name)
         self._add({"op": "artifacts", "trial": trial, "folder": str(outbox)})
 
-    def forget_orphans(self, known: Iterable[str]) -> None:
-        self._add({"op": "orphans", "known": sorted(known)})
+    def forget_orphans(self, known: Iterable[str], role: str = L.TRIAL) -> None:
+        self._add({"op": "orphans", "known": sorted(known), "role": role})
 
     def kill_unfinished(self, reason: str) -> None:
         self._add({"op": "kill_unfinished", "reason": reason})
