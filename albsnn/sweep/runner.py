@@ -562,7 +562,7 @@ def _fit(
         _close_orphans(info, set(trials))
     if interrupted:  # reopened by --resume
         log.kill_unfinished("interrupted")
-    known = set(trials) or set(log.states)
+    known = set(trials) or set(log.states) - log.confirming  # the search's trials only
     result = SweepResult(
         sweep_id=info["sweep_id"],
         sweep_dir=sweep_dir,
