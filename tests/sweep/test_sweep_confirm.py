@@ -132,7 +132,7 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
         tmp_path,
         "confirm-e2e",
         epochs=2,
-        num_samples=3,
+        num_samples=2,
         confirm={"seeds": [3, 4], "max_points": 2},
         report={"enabled": True, "out_dir": str(out)},
     )
@@ -142,7 +142,7 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
     children = L.search_all(client, [result.experiment_id], L.children_filter(result.parent_run_id))
     search = {r.data.tags[L.TRIAL_ID]: r for r in children if r.data.tags[L.ROLE] == L.TRIAL}
     confirm = [r for r in children if r.data.tags[L.ROLE] == L.CONFIRM]
-    assert len(search) == 3
+    assert len(search) == 2
     points = {r.data.tags[L.CONFIRMS] for r in confirm}
     assert 1 <= len(points) <= 2 and len(confirm) == 2 * len(points)
     for run in confirm:
@@ -163,10 +163,10 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
             for o in others
         )
     parent = client.get_run(result.parent_run_id)
-    assert parent.data.metrics["trials_finished"] == 3  # the search's trials, confirmation apart
+    assert parent.data.metrics["trials_finished"] == 2  # the search's trials, confirmation apart
     assert parent.data.metrics["confirm_runs_finished"] == len(confirm)
     assert json.loads(parent.data.tags[L.CONFIRM_SEEDS]) == [3, 4]
-    assert result.counts["FINISHED"] == 3 and result.confirm_counts["FINISHED"] == len(confirm)
+    assert result.counts["FINISHED"] == 2 and result.confirm_counts["FINISHED"] == len(confirm)
     assert "Pareto point(s) x seeds [3, 4]" in result.summary()
 
     with open(out / "confirmation.csv") as f:
@@ -184,7 +184,7 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
     report = json.loads((out / "report.json").read_text())
     assert len(report["confirmation"]["rows"]) == len(points)
     total = report["counts"]["total"]
-    assert total["finished"] + total["pruned"] + total["failed"] + total["running"] == 3  # the search's
+    assert total["finished"] + total["pruned"] + total["failed"] + total["running"] == 2  # the search's
 
     # --resume of the finished sweep continues the same confirmation: nothing runs twice
     again = run_sweep(path, tracking_uri=tracking_uri, resume=True, progress=False)
