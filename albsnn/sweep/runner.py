@@ -108,9 +108,14 @@ class SweepResult:
         if not c and not points:
             return f"seeds {self.confirm_seeds}: not run (the search did not finish)"
         survive = sum(p.survives for p in points)
+        verdict = (
+            "survival is decided when every run has ended"
+            if self.interrupted
+            else f"{survive} of {len(points)} survive on validation seed means"
+        )
         return (
             f"{len(points)} Pareto point(s) x seeds {self.confirm_seeds}: {c.get('FINISHED', 0)} finished, "
-            f"{c.get('FAILED', 0)} failed; {survive} of {len(points)} survive on validation seed means"
+            f"{c.get('FAILED', 0)} failed; {verdict}"
         )
 
 
@@ -618,6 +623,7 @@ def _confirm_front(
     choosing again. Returns the parent run's confirmation metrics.
     """
     from albsnn.metrics import SWEEP_CONFIRM_COUNT_PREFIX, SWEEP_CONFIRM_SURVIVORS
+    from albsnn.sweep.tracking import layout as L
 
     tune = require("ray.tune")
     plan = info.get("confirm") or _plan_confirmation(pipe, sweep_dir, info, log, known)
@@ -638,7 +644,9 @@ def _confirm_front(
         log.kill_unfinished("interrupted")
     result.confirm_counts = log.counts(trials)
     result.confirm_points = _judge(pipe, plan, log, trials)
-    metrics = {f"{SWEEP_CONFIRM_COUNT_PREFIX}{s.lower()}": float(n) for s, n in result.confirm_counts.items()}
+    counts = {L.FINISHED: 0, L.PRUNED: 0, L.FAILED: 0, L.RUNNING: 0, **result.confirm_counts}
+    # every state, zeros included: a resumed sweep's final values replace the interrupted ones
+    metrics = {f"{SWEEP_CONFIRM_COUNT_PREFIX}{s.lower()}": float(n) for s, n in counts.items()}
     metrics[SWEEP_CONFIRM_SURVIVORS] = float(sum(p.survives for p in result.confirm_points))
     return metrics
 
