@@ -320,6 +320,11 @@ def _extend(sweep_dir: Path, info: dict, pipe: Pipeline, num_samples: int, uri: 
             f"--num-samples: sweep {info['sweep_id']} is an ablation (its grid once per seed); "
             "it cannot be extended, start a new sweep with more seeds"
         )
+    if info.get("confirm"):
+        raise ConfigError(
+            f"--num-samples: sweep {info['sweep_id']} has already chosen the Pareto points it confirms; "
+            "more search trials would not be confirmed: start a new sweep with the larger num_samples"
+        )
     if num_samples < info["num_samples"]:
         raise ConfigError(
             f"--num-samples {num_samples}: sweep {info['sweep_id']} already has a budget of "

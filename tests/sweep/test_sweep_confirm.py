@@ -191,3 +191,7 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
     after = L.search_all(client, [result.experiment_id], L.children_filter(result.parent_run_id))
     assert len([r for r in after if r.data.tags[L.ROLE] == L.CONFIRM]) == len(confirm)
     assert again.confirm_counts == result.confirm_counts and len(after) == len(children)
+    # more search trials after the candidates were chosen would never be confirmed: refused
+    with pytest.raises(ConfigError, match="already chosen the Pareto points it confirms"):
+        run_sweep(path, tracking_uri=tracking_uri, resume=True, num_samples=3, progress=False)
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
