@@ -22,6 +22,8 @@ __all__ = [
     "SWEEP_BEST_VAL_ACCURACY",
     "SWEEP_VAL_HYPERVOLUME",
     "SWEEP_COUNT_PREFIX",
+    "SWEEP_CONFIRM_COUNT_PREFIX",
+    "SWEEP_CONFIRM_SURVIVORS",
 ]
 
 VAL_ACCURACY = "val_accuracy"
@@ -43,4 +45,6 @@ CHECK_ESTIMATE_PREFIX = "check_estimate."  # + estimator + "." + layer, final ep
 # trials_<state> counts (trials_finished, trials_pruned, trials_failed).
 SWEEP_BEST_VAL_ACCURACY = "sweep_best_val_accuracy"
 SWEEP_VAL_HYPERVOLUME = "sweep_val_hypervolume"
-SWEEP_COUNT_PREFIX = "trials_"
+SWEEP_COUNT_PREFIX = "trials_"  # the search's trials by state (confirmation runs not included)
+SWEEP_CONFIRM_COUNT_PREFIX = "confirm_runs_"  # confirmation runs by state
+SWEEP_CONFIRM_SURVIVORS = "confirm_survivors"  # candidates that survive confirmation

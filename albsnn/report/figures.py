@@ -65,6 +65,54 @@ def _test_marks(ax, xs, points) -> None:
     ax.scatter(xs, test, marker="x", s=36, color=_TEST, label=label, zorder=3)
 
 
+_SURVIVES, _FALLS = "#2ca02c", "#d62728"
+
+
+def _confirmed(ax, info: ReportInfo) -> None:
+    """Seed-confirmed candidates: validation mean ± std (and storage mean ± std) as error bars.
+
+    Green filled diamonds survive confirmation; red open ones do not; grey ones are incomplete.
+    Each is labelled ``c<point>`` (the candidate's number in the confirmation table).
+    """
+    c = info.confirmation
+    if c is None:
+        return
+    styles = (
+        ("survives confirmation", _SURVIVES, "full", lambda r: r.complete and r.survives),
+        ("dominated after seed averaging", _FALLS, "none", lambda r: r.complete and not r.survives),
+        ("confirmation incomplete", _GREY, "none", lambda r: not r.complete),
+    )
+    for what, color, fill, wanted in styles:
+        rows = [r for r in c.rows if wanted(r) and np.isfinite(r.val_mean)]
+        if not rows:
+            continue
+        ax.errorbar(
+            [r.storage_mean for r in rows],
+            [100 * r.val_mean for r in rows],
+            yerr=[100 * (r.val_std if np.isfinite(r.val_std) else 0.0) for r in rows],
+            xerr=[r.storage_std if np.isfinite(r.storage_std) else 0.0 for r in rows],
+            fmt="D",
+            fillstyle=fill,
+            markersize=7,
+            color=color,
+            capsize=3,
+            linewidth=1,
+            label=f"seed mean ± std, {what} ({len(rows)})",
+            zorder=5,
+        )
+        for r in rows:
+            ax.annotate(
+                f"c{r.point}",
+                (r.storage_mean, 100 * r.val_mean),
+                xytext=(6, -11),
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+                fontweight="bold",
+                zorder=6,
+            )
+
+
 def plot_pareto(info: ReportInfo):
     """Validation accuracy vs bytes (log): grey dominated runs, the front as a staircase, the test
     accuracy of each front point as an x, and a key of the front's settings below."""
@@ -119,6 +167,7 @@ def plot_pareto(info: ReportInfo):
         zorder=3,
     )
     _test_marks(ax, xs, front)
+    _confirmed(ax, info)
     for x, y, text, _ in groups:
         ax.annotate(
             text,

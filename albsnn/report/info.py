@@ -62,6 +62,8 @@ __all__ = [
     "StateCounts",
     "CountsInfo",
     "ImportanceInfo",
+    "ConfirmRow",
+    "ConfirmInfo",
     "ReportInfo",
     "build_info",
     "SELECTED_ON",
@@ -147,6 +149,39 @@ class ImportanceInfo:
 
 
 @dataclass(frozen=True)
+class ConfirmRow:
+    """One Pareto candidate of a sweep after its seed confirmation (:mod:`albsnn.sweep.confirm`)."""
+
+    sweep: str
+    point: int  # the candidate's number ("confirm #3")
+    run_id: str  # the search trial's run
+    label: str
+    seeds: tuple[int, ...]  # seeds whose run finished (the search seed among them), ascending
+    expected: int  # 1 + the confirmation seeds
+    val_mean: float  # over the seeds: what decides (with the other objectives)
+    val_std: float  # sample std (ddof 1); NaN with one seed
+    test_mean: float  # reported, never decides
+    test_std: float
+    storage_mean: float
+    storage_std: float  # 0 unless the binarized layers differ between seeds
+    survives: bool
+    complete: bool
+
+
+@dataclass(frozen=True)
+class ConfirmInfo:
+    """The seed-confirmed Pareto front: every candidate, the rule, what survives."""
+
+    objectives: dict  # {metric: max | min} the decision used (the sweep's objectives)
+    rule: str
+    rows: tuple[ConfirmRow, ...]
+
+    @property
+    def survivors(self) -> tuple[ConfirmRow, ...]:
+        return tuple(r for r in self.rows if r.survives)
+
+
+@dataclass(frozen=True)
 class ReportInfo:
     title: str
     header: HeaderInfo
@@ -162,6 +197,7 @@ class ReportInfo:
     factors: tuple[str, ...]  # parameters that vary between runs (seed aside)
     trials: tuple[dict, ...]  # one row per run: run_id, sweep, state, metrics, factors
     estimator_check: EstimatorCheckInfo | None = None  # None: no run logged check metrics
+    confirmation: ConfirmInfo | None = None  # None: no sweep confirmed its front
     selected_on: str = SELECTED_ON
     reported: str = REPORTED
     notes: tuple[str, ...] = field(default=())
@@ -359,6 +395,7 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
         factors=factors,
         trials=_trials(df, factors),
         estimator_check=_estimator_check(fin, notes),
+        confirmation=_confirmation(data, df, settings, factors),
         notes=(),
     )
     ablation, ablation_runs = _ablation(data, df, test, notes)
@@ -422,6 +459,75 @@ def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ())
             )
         )
     return ParetoInfo(dataset=dataset, points=tuple(points), published=PUBLISHED.get(dataset))
+
+
+def _confirmation(data, df, settings: _Settings, factors: Sequence[str]) -> ConfirmInfo | None:
+    """Each sweep's confirmed candidates: seed means and stds, and survival (albsnn.sweep.confirm)."""
+    from albsnn.sweep.confirm import RULE
+
+    conf = data.confirm
+    if conf is None or not len(conf):
+        return None
+    sweeps = {s.run_id: s for s in data.sweeps}
+    rows, objectives = [], {}
+    for sweep_id in dict.fromkeys(conf["sweep_id"]):
+        sweep = sweeps.get(sweep_id)
+        objectives = (sweep.json_tag("objectives") if sweep else None) or {
+            SELECTED_ON: "max",
+            STORAGE_BYTES: "min",
+        }
+        part = conf[conf["sweep_id"] == sweep_id]
+        rows += _confirm_rows(sweep, part, df[df["sweep_id"] == sweep_id], objectives, settings, factors)
+    return ConfirmInfo(objectives=dict(objectives), rule=RULE, rows=tuple(rows))
+
+
+def _confirm_rows(sweep, part, search, objectives: Mapping, settings: _Settings, factors) -> list[ConfirmRow]:
+    from albsnn.sweep.confirm import judge
+    from albsnn.sweep.tracking.layout import CONFIRM_SEEDS, TRIAL_ID
+
+    extra = (sweep.json_tag(CONFIRM_SEEDS.removeprefix("albsnn.")) if sweep else None) or []
+    trial_ids = search.get(f"tags.{TRIAL_ID}")
+    groups, originals = [], {}
+    for trial in dict.fromkeys(part["confirms"].dropna()):
+        runs = part[part["confirms"] == trial]
+        found = search[trial_ids == trial] if trial_ids is not None else search.iloc[:0]
+        members = [r for _, r in found.iterrows()] + [r for _, r in runs.iterrows()]
+        originals[trial] = (found.iloc[0] if len(found) else None, runs.iloc[0])
+        done = {
+            int(r["seed"]): {k[len("metrics.") :]: r[k] for k in r.index if k.startswith("metrics.")}
+            for r in members
+            if r["state"] == "FINISHED" and r["seed"] is not None
+        }
+        groups.append((trial, int(runs["confirm_point"].dropna().min()), done))
+    expected = 1 + (len(extra) if extra else int(part.groupby("confirms").size().max()))
+    points = judge(groups, objectives, expected, (SELECTED_ON, REPORTED, STORAGE_BYTES))
+    rows = []
+    for p in sorted(points, key=_point):
+        original, confirm_run = originals[p.trial_id]
+        first = original if original is not None else confirm_run
+        rows.append(
+            ConfirmRow(
+                sweep=str(first["sweep"]),
+                point=p.number,
+                run_id=str(original["run_id"]) if original is not None else "",
+                label=_label(settings.of(first), None, None, factors),
+                seeds=tuple(sorted(p.seeds)),
+                expected=p.expected,
+                val_mean=p.mean.get(SELECTED_ON, math.nan),
+                val_std=p.std.get(SELECTED_ON, math.nan),
+                test_mean=p.mean.get(REPORTED, math.nan),
+                test_std=p.std.get(REPORTED, math.nan),
+                storage_mean=p.mean.get(STORAGE_BYTES, math.nan),
+                storage_std=p.std.get(STORAGE_BYTES, math.nan),
+                survives=p.survives,
+                complete=p.complete,
+            )
+        )
+    return rows
+
+
+def _point(p) -> int:
+    return p.number
 
 
 def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeInfo:

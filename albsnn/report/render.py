@@ -96,6 +96,7 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
             ("pareto",),
             ("pareto",),
         ),
+        Section("Seed-confirmed Pareto front", _confirm_text(info), (), ("confirmation",)),
         Section(
             "Hypervolume",
             f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = the "
@@ -155,6 +156,19 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
         if figs or tabs or s.title == "Summary":
             out.append(Section(s.title, s.text, figs, tabs))
     return out
+
+
+def _confirm_text(info: ReportInfo) -> str:
+    c = info.confirmation
+    if c is None:
+        return ""
+    survivors = ", ".join(f"c{r.point}" for r in c.survivors) or "none"
+    return (
+        f"The search's Pareto candidates were trained again on more seeds, with only the seed changed. "
+        f"Survivors: {survivors} of {len(c.rows)}. Rule: {c.rule}. In the Pareto figure each candidate "
+        "is a diamond (c<n>) at its seed means with ± one standard deviation as error bars (green: "
+        "survives; red open: dominated after seed averaging; grey: a seed's run did not finish)."
+    )
 
 
 def _check_text(info: ReportInfo) -> str:

@@ -92,7 +92,10 @@ class RunsData:
     ``runs`` has one row per trial: ``run_id``, ``name``, ``sweep_id``, ``sweep`` (parent name),
     ``state`` (FINISHED | PRUNED | FAILED | RUNNING), ``start``, ``end``, ``seconds`` (wall time),
     ``seed`` and ``trial_number``, then ``params.<name>`` (cast) and ``metrics.<name>`` (last value).
-    Rows are in the order the runs started.
+    Rows are in the order the runs started. ``confirm`` has the same columns for the sweeps'
+    confirmation runs (role ``confirm``: the Pareto candidates re-run on more seeds, with
+    ``confirms`` = the confirmed search trial's ``albsnn.trial_id`` and ``confirm_point`` = its
+    number); they are never in ``runs``, so counts, fronts and hypervolumes are the search's.
     """
 
     tracking_uri: str
@@ -104,6 +107,7 @@ class RunsData:
     param_names: tuple[str, ...]
     param_types: dict[str, str]
     client: Any = field(repr=False, default=None)  # mlflow.tracking.MlflowClient
+    confirm: Any = None  # pandas.DataFrame of the confirmation runs (empty when none)
     _artifact_dir: str | None = field(repr=False, default=None)
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -267,6 +271,8 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
             up = parent.data.tags.get(L.PARENT_RUN_ID, "?")
             raise AlbsnnError(f"run {parent_run_id} is a trial, not a sweep; pass its parent run {up}")
         found = L.search_all(client, [exp.experiment_id], L.children_filter(parent_run_id))
+        confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
+        found = [r for r in found if r.data.tags.get(L.ROLE) != L.CONFIRM]
         if not found:
             raise AlbsnnError(
                 f"run {parent_run_id} ({parent.info.run_name}) has no child runs: pass a sweep's parent run"
@@ -283,6 +289,7 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         found = L.search_all(client, [exp.experiment_id])
         sweeps = {r.info.run_id: _sweep(r) for r in found if r.data.tags.get(L.ROLE) == L.SWEEP}
         parents = {r.data.tags.get(L.PARENT_RUN_ID) for r in found}
+        confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
         found = [
             r
             for r in found
@@ -298,14 +305,16 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         raise AlbsnnError(f"{where} at {uri} has no trial runs")
     import pandas as pd
 
-    df = _frame(found)
-    for col in (f"tags.{L.TRIAL_STATE}", f"tags.{L.PARENT_RUN_ID}", f"tags.{L.OPTUNA_TRIAL_NUMBER}"):
+    df = _frame([*found, *confirm])
+    tag_columns = (L.TRIAL_STATE, L.PARENT_RUN_ID, L.OPTUNA_TRIAL_NUMBER, L.ROLE, L.CONFIRMS, L.CONFIRM_POINT)
+    for col in (f"tags.{t}" for t in tag_columns):
         if col not in df:
             df[col] = None
     df["state"] = [L.run_state(s, t) for s, t in zip(df["status"], df[f"tags.{L.TRIAL_STATE}"], strict=True)]
-    if not (df["state"] == "FINISHED").any():
-        counts = df["state"].value_counts().to_dict()
-        raise AlbsnnError(f"{where} at {uri} has no finished runs ({len(df)} runs: {counts})")
+    is_confirm = (df[f"tags.{L.ROLE}"] == L.CONFIRM).to_numpy()
+    if not (df["state"][~is_confirm] == "FINISHED").any():
+        counts = df["state"][~is_confirm].value_counts().to_dict()
+        raise AlbsnnError(f"{where} at {uri} has no finished runs ({len(found)} runs: {counts})")
     df["sweep_id"] = df[f"tags.{L.PARENT_RUN_ID}"].fillna("")
     df["sweep"] = [sweeps[s].name if s in sweeps else "" for s in df["sweep_id"]]
     df["seconds"] = [
@@ -332,7 +341,14 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         # object dtype: a list with None would otherwise become floats (1 -> 1.0) or NaN strings
         df[f"params.{name}"] = pd.Series(values, index=df.index, dtype=object)
     df["seed"] = df["params.seed"] if "params.seed" in df else [None] * len(df)
-    df = df.sort_values("start_time", kind="stable").reset_index(drop=True)
+    df["confirms"] = df[f"tags.{L.CONFIRMS}"]
+    df["confirm_point"] = [
+        cast_param(x, "int") if isinstance(x, str) else None for x in df[f"tags.{L.CONFIRM_POINT}"]
+    ]
+    df = df.sort_values("start_time", kind="stable")
+    is_confirm = df[f"tags.{L.ROLE}"] == L.CONFIRM
+    confirm_df = df[is_confirm].reset_index(drop=True)
+    df = df[~is_confirm].reset_index(drop=True)
     return RunsData(
         tracking_uri=uri,
         experiment_id=exp.experiment_id,
@@ -343,4 +359,5 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         param_names=names,
         param_types={k: v for k, v in types.items() if k in names},
         client=client,
+        confirm=confirm_df,
     )

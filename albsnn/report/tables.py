@@ -15,7 +15,7 @@ from typing import Any
 
 from albsnn.report.info import ReportInfo, StateCounts
 
-__all__ = ["Table", "build_tables", "pct", "num_bytes", "duration"]
+__all__ = ["Table", "build_tables", "pct", "pm", "num_bytes", "duration"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,101 @@ def _pareto(info: ReportInfo) -> Table:
         f"{len(front)} of {len(info.pareto.points)} finished runs are on the front (no other run is both "
         "at least as accurate on validation and at most as large); smallest model first. "
         "Test accuracy is shown for the same runs and never chose a point.",
+    )
+
+
+def pm(mean: Any, std: Any, fmt) -> str:
+    """``mean ± std`` in ``fmt``; the mean alone when there is no std (one seed)."""
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "–"
+    if std is None or (isinstance(std, float) and not math.isfinite(std)):
+        return fmt(mean)
+    return f"{fmt(mean)} ± {fmt(std)}"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _confirmation(info: ReportInfo) -> Table | None:
+    c = info.confirmation
+    if c is None:
+        return None
+
+    def verdict(r) -> str:
+        if not r.complete:
+            return f"incomplete ({len(r.seeds)} of {r.expected} seeds)"
+        return "yes" if r.survives else "no"
+
+    objectives = ", ".join(f"{k} ({v})" for k, v in c.objectives.items())
+    rank = {p.run_id: p.rank for p in info.pareto.front}
+    return _table(
+        "confirmation",
+        "Seed-confirmed Pareto front: mean ± std over seeds",
+        (
+            "point",
+            "front_rank",
+            "sweep",
+            "run_id",
+            "seeds",
+            "val_accuracy_mean",
+            "val_accuracy_std",
+            "test_accuracy_mean",
+            "test_accuracy_std",
+            "storage_bytes_mean",
+            "storage_bytes_std",
+            "survives",
+            "complete",
+            "label",
+        ),
+        [
+            (
+                r.point,
+                rank.get(r.run_id),
+                r.sweep,
+                r.run_id,
+                " ".join(map(str, r.seeds)),
+                r.val_mean,
+                r.val_std,
+                r.test_mean,
+                r.test_std,
+                r.storage_mean,
+                r.storage_std,
+                r.survives,
+                r.complete,
+                r.label,
+            )
+            for r in c.rows
+        ],
+        (
+            "candidate",
+            "front #",
+            "settings",
+            "seeds",
+            "val accuracy (%)",
+            "test accuracy (%, reported)",
+            "storage (bytes)",
+            "survives",
+            "search run_id",
+        ),
+        [
+            (
+                f"c{r.point}",
+                f"#{rank[r.run_id]}" if r.run_id in rank else "–",
+                r.label,
+                ", ".join(map(str, r.seeds)),
+                pm(r.val_mean, r.val_std, _pp),
+                pm(r.test_mean, r.test_std, _pp),
+                pm(r.storage_mean, r.storage_std if r.storage_std else None, num_bytes),
+                verdict(r),
+                r.run_id,
+            )
+            for r in c.rows
+        ],
+        f"{len(c.survivors)} of {len(c.rows)} candidates survive (c<n>: candidate n, whose runs are named "
+        "'... (confirm #n)' and drawn as c<n> in the Pareto figure; front #: its rank in the Pareto "
+        f"table). Rule, on the objectives {objectives}: {c.rule}. Mean ± sample standard deviation over "
+        "the seeds listed (the search seed and the confirmation seeds).",
     )
 
 
@@ -446,6 +541,7 @@ def build_tables(info: ReportInfo) -> dict[str, Table]:
     tables = [
         _counts(info),
         _pareto(info),
+        _confirmation(info),
         _hypervolume(info),
         _ablation(info),
         _time_steps(info),

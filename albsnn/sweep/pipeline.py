@@ -24,6 +24,8 @@
     runtime_env: {working_dir: .., env_vars: {ALBSNN_DATA: /data}}   # Ray runtime_env of the job
     mlflow: {experiment: albsnn-demo, tracking_uri: null}
     report: {enabled: true, out_dir: null}
+    confirm: {seeds: [1, 2], front: true, max_points: 8}   # re-run the Pareto front on more seeds
+                                        # (multi-objective search only; albsnn.sweep.confirm)
 
 Unknown keys, wrong types and values the trainer would reject are :class:`ConfigError` lines that
 name the file and the key. ``docs/sweeps.md`` documents every key.
@@ -103,6 +105,7 @@ class Pipeline:
     experiment: str = ""
     tracking_uri: str | None = None
     report: dict = field(default_factory=lambda: {"enabled": True, "out_dir": None})
+    confirm: dict | None = None  # {"seeds": [...], "front": True, "max_points": int | None}
 
     @property
     def metrics(self) -> list[str]:
@@ -195,6 +198,7 @@ _KEYS = {
     "runtime_env": dict,
     "mlflow": dict,
     "report": dict,
+    "confirm": dict,
 }
 _REQUIRED = ("dataset", "epochs", "search_space", "objectives")
 
@@ -304,6 +308,7 @@ def parse_pipeline(
         experiment=experiment or mlflow.get("experiment") or f"albsnn-{name}",
         tracking_uri=mlflow.get("tracking_uri"),
         report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
+        confirm=_confirm(where, data["confirm"], mode, objectives, seeds) if "confirm" in data else None,
     )
     # validate the pruner's options now, not after the cluster starts
     make_pruner(pipe.pruner, epochs, where, pipe.prune_objectives)
@@ -327,6 +332,33 @@ def _objectives(where: str, objectives: dict) -> dict[str, str]:
         if mode not in ("max", "min"):
             raise ConfigError(f"{where}: objective {metric} must be max or min, but got {mode!r}")
     return dict(objectives)
+
+
+_CONFIRM_KEYS = {"seeds": list, "front": bool, "max_points": (int, type(None))}
+
+
+def _confirm(where: str, confirm: dict, mode: str, objectives: dict, seeds: list[int]) -> dict:
+    """``confirm``: extra seeds for the search's Pareto front (``albsnn.sweep.confirm``)."""
+    if mode != "search" or len(objectives) < 2:
+        what = "an ablation" if mode != "search" else f"a single-objective search ({next(iter(objectives))})"
+        raise ConfigError(
+            f"{where}: confirm re-runs a Pareto front, but this pipeline is {what}; remove the confirm "
+            "block, or list two or more objectives (e.g. storage_bytes: min)"
+        )
+    confirm = _section(where, "confirm", confirm, _CONFIRM_KEYS)
+    extra = confirm.get("seeds")
+    if not extra or not all(isinstance(s, int) and not isinstance(s, bool) for s in extra):
+        raise ConfigError(f"{where}: confirm.seeds must be a non-empty list of integers, but got {extra!r}")
+    if len(set(extra)) != len(extra) or set(extra) & set(seeds):
+        raise ConfigError(
+            f"{where}: confirm.seeds {extra} must be distinct and differ from the search seed {seeds[0]}"
+        )
+    if not confirm.get("front", True):
+        raise ConfigError(f"{where}: confirm.front: false selects nothing to confirm; set front: true")
+    cap = confirm.get("max_points")
+    if cap is not None and (isinstance(cap, bool) or cap < 1):
+        raise ConfigError(f"{where}: confirm.max_points must be >= 1 (null: the whole front), got {cap}")
+    return {"seeds": list(extra), "front": True, "max_points": cap}
 
 
 def _train_values(where: str, data: dict, space: SearchSpace) -> dict:

@@ -74,6 +74,7 @@ def _describe(pipe: Pipeline, uri: str, address: str | None, where: str) -> str:
         f"trials:      {how}, pruner {pipe.pruner['kind']}",
         f"epochs:      {pipe.epochs} per trial, at most {n * pipe.epochs} trial-epochs; checkpoint "
         f"every {pipe.checkpoint_every} epoch(s) and at the last, keep {pipe.keep_checkpoints}",
+        *_confirm_lines(pipe),
         f"resources:   {cpus} CPU, {gpus} GPU per trial; up to {at_once} at once = "
         f"{_num(cpus * at_once)} CPU, {_num(gpus * at_once)} GPU",
         f"ray:         {address or 'a local Ray on this machine'}",
@@ -86,6 +87,19 @@ def _describe(pipe: Pipeline, uri: str, address: str | None, where: str) -> str:
         *(f"  {line}" for line in yaml.safe_dump(_resolved(pipe), sort_keys=False).splitlines()),
     ]
     return "\n".join(lines)
+
+
+def _confirm_lines(pipe: Pipeline) -> list[str]:
+    """How many confirmation runs follow the search: the front is unknown until it ends."""
+    if not pipe.confirm:
+        return []
+    seeds, cap = pipe.confirm["seeds"], pipe.confirm["max_points"]
+    size = f"min(front size, {cap})" if cap else "front size"
+    most = f" (at most {cap * len(seeds)})" if cap else ""
+    return [
+        f"confirm:     after the search, up to {size} x {len(seeds)} seeds {seeds} runs{most}, "
+        f"{pipe.epochs} epochs each, unpruned (the front is known only when the search ends)"
+    ]
 
 
 def _num(x: float) -> str:

@@ -65,6 +65,10 @@ class SweepResult:
     report_error: str | None = None
     wall_seconds: float = 0.0
     tracking_problems: list[str] = field(default_factory=list)  # each reported once while it ran
+    # the confirmation of the Pareto front (pipeline `confirm`); counts are of confirmation runs only
+    confirm_seeds: list[int] = field(default_factory=list)
+    confirm_counts: dict[str, int] = field(default_factory=dict)
+    confirm_points: list = field(default_factory=list)  # albsnn.sweep.confirm.ConfirmedPoint
 
     def summary(self) -> str:
         from albsnn.sweep.tracking.layout import ui_url
@@ -77,6 +81,8 @@ class SweepResult:
             f"{c.get('FAILED', 0)} failed ({self.ray_trials} Ray trials, {self.wall_seconds:.0f} s)",
             f"sweep folder:  {self.sweep_dir}",
         ]
+        if self.confirm_seeds:
+            lines.append(f"confirmation:  {self._confirm_line()}")
         if self.optuna_storage:
             lines.append(f"optuna study:  {self.optuna_study} in {self.optuna_storage}")
         if self.report_path:
@@ -97,6 +103,21 @@ class SweepResult:
         if self.interrupted:
             lines.append("interrupted:   continue with the same command plus --resume")
         return "\n".join(lines)
+
+    def _confirm_line(self) -> str:
+        c, points = self.confirm_counts, self.confirm_points
+        if not c and not points:
+            return f"seeds {self.confirm_seeds}: not run (the search did not finish)"
+        survive = sum(p.survives for p in points)
+        verdict = (
+            "survival is decided when every run has ended"
+            if self.interrupted
+            else f"{survive} of {len(points)} survive on validation seed means"
+        )
+        return (
+            f"{len(points)} Pareto point(s) x seeds {self.confirm_seeds}: {c.get('FINISHED', 0)} finished, "
+            f"{c.get('FAILED', 0)} failed; {verdict}"
+        )
 
 
 # ---------------------------------------------------------------- finding / describing sweeps
@@ -300,6 +321,11 @@ def _extend(sweep_dir: Path, info: dict, pipe: Pipeline, num_samples: int, uri: 
             f"--num-samples: sweep {info['sweep_id']} is an ablation (its grid once per seed); "
             "it cannot be extended, start a new sweep with more seeds"
         )
+    if info.get("confirm"):
+        raise ConfigError(
+            f"--num-samples: sweep {info['sweep_id']} has already chosen the Pareto points it confirms; "
+            "more search trials would not be confirmed: start a new sweep with the larger num_samples"
+        )
     if num_samples < info["num_samples"]:
         raise ConfigError(
             f"--num-samples {num_samples}: sweep {info['sweep_id']} already has a budget of "
@@ -365,6 +391,10 @@ def _start(
         "albsnn.base_config": json.dumps(pipe.base_config(), sort_keys=True),
         **runs.provenance_tags(command=command),
     }
+    if pipe.confirm:
+        from albsnn.sweep.tracking.layout import CONFIRM_SEEDS
+
+        tags[CONFIRM_SEEDS] = json.dumps(pipe.confirm["seeds"])
     if pipe.mode == "search":
         tags.update({"albsnn.optuna_storage": str(journal), "albsnn.optuna_study": sweep_id})
         tags["albsnn.sampler"] = json.dumps(pipe.sampler)
@@ -443,8 +473,9 @@ def _start_tuner(
 
         total = trial_count(pipe)
         callbacks.append(ProgressPrinter(total, pipe.search_space.names + ["seed"], trial_state))
+    trainable = _trainable(pipe, fail_once_at_epoch)
     tuner = tune.Tuner(
-        _trainable(pipe, fail_once_at_epoch),
+        trainable,
         param_space=pipe.param_space(),
         tune_config=tune.TuneConfig(
             search_alg=_budgeted(searcher, pipe, sweep_dir),
@@ -468,7 +499,7 @@ def _start_tuner(
             verbose=0,
         ),
     )
-    return _fit(tuner, pipe, sweep_dir, info, uri, log)
+    return _fit(tuner, pipe, sweep_dir, info, uri, log, trainable, progress)
 
 
 def _resume(
@@ -487,14 +518,15 @@ def _resume(
     with _ended_on_error(log):
         if progress:
             print(f"resuming sweep {info['sweep_id']} in {sweep_dir}")
+        trainable = _trainable(pipe, fail_once_at_epoch)
         tuner = tune.Tuner.restore(
             experiment,
-            _trainable(pipe, fail_once_at_epoch),
+            trainable,
             resume_unfinished=True,
             resume_errored=False,
             param_space=pipe.param_space(),
         )
-        return _fit(tuner, pipe, sweep_dir, info, uri, log)
+        return _fit(tuner, pipe, sweep_dir, info, uri, log, trainable, progress)
 
 
 _FLUSH_S = 300  # how long the end of a sweep waits for MLflow before leaving records in the spool
@@ -529,7 +561,9 @@ def _last_line(error: BaseException) -> str:
     return (text if ": " in text and len(lines) > 1 else f"{type(error).__name__}: {text}")[:250]
 
 
-def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> SweepResult:
+def _fit(
+    tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log, trainable, progress: bool
+) -> SweepResult:
     from albsnn.sweep.tracking.runs import summary_metrics
 
     grid = tuner.fit()
@@ -543,7 +577,7 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> S
         log.forget_orphans(set(trials) | set(lost))
     if interrupted:  # reopened by --resume
         log.kill_unfinished("interrupted")
-    known = (set(trials) | set(lost)) or set(log.states)
+    known = (set(trials) | set(lost)) or set(log.states) - log.confirming  # the search's trials only
     result = SweepResult(
         sweep_id=info["sweep_id"],
         sweep_dir=sweep_dir,
@@ -557,19 +591,179 @@ def _fit(tuner, pipe: Pipeline, sweep_dir: Path, info: dict, uri: str, log) -> S
         optuna_storage=Path(info["optuna_storage"]) if info.get("optuna_study") else None,
         optuna_study=info.get("optuna_study"),
     )
+    states = {t: s for t, s in log.states.items() if t in known}  # the search's trials only
+    metrics = summary_metrics({t: log.last.get(t, {}) for t in states}, states)
+    if pipe.confirm:
+        result.confirm_seeds = list(pipe.confirm["seeds"])
+        if not interrupted:
+            metrics.update(_confirm_front(result, pipe, sweep_dir, info, log, known, trainable, progress))
+            interrupted = result.interrupted
     unsent = log.flush(_FLUSH_S)
     if not interrupted and pipe.report.get("enabled", True):
         if unsent:
             result.report_error = f"{unsent} MLflow record(s) still unsent"
         else:
             _report(result, pipe)
-    states = {t: s for t, s in log.states.items() if t in known}
-    metrics = summary_metrics({t: log.last.get(t, {}) for t in states}, states)
     reason = "interrupted" if interrupted else None
     log.end_sweep("KILLED" if interrupted else "FINISHED", metrics, reason=reason)
     log.close(_FLUSH_S)
     result.tracking_problems = list(log.problems)
     return result
+
+
+# ---------------------------------------------------------------- confirming the Pareto front
+
+
+def _confirm_path(pipe: Pipeline, sweep_id: str) -> str:
+    """The confirmation's Ray Tune experiment: ``confirm/`` inside the sweep's experiment folder."""
+    from albsnn.sweep.confirm import CONFIRM_DIR
+    from albsnn.sweep.storage_uri import join_uri
+
+    base = pipe.experiment_path(sweep_id)
+    return join_uri(base, CONFIRM_DIR) if pipe.ray_storage else str(Path(base) / CONFIRM_DIR)
+
+
+def _confirm_front(
+    result: SweepResult, pipe: Pipeline, sweep_dir: Path, info: dict, log, known: set, trainable, progress
+) -> dict[str, float]:
+    """Re-run the search's Pareto candidates on ``confirm.seeds`` (a second Tune experiment).
+
+    The candidates and their configs are chosen once and kept in ``sweep.json`` (``confirm``), so
+    ``--resume`` continues the same confirmation (``Tuner.restore`` of its experiment) instead of
+    choosing again. Returns the parent run's confirmation metrics.
+    """
+    from albsnn.metrics import SWEEP_CONFIRM_COUNT_PREFIX, SWEEP_CONFIRM_SURVIVORS
+    from albsnn.sweep.tracking import layout as L
+
+    tune = require("ray.tune")
+    plan = info.get("confirm") or _plan_confirmation(pipe, sweep_dir, info, log, known)
+    path = _confirm_path(pipe, sweep_dir.name)
+    if plan["runs"]:
+        if tune.Tuner.can_restore(path):
+            if progress:
+                print(f"resuming the confirmation of {len(plan['points'])} Pareto point(s)")
+            tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = _confirm_tuner(pipe, sweep_dir.name, plan, trainable, log, progress)
+        tuner.fit()
+    trials = _ray_trial_configs(path)
+    result.interrupted = len(trials) < len(plan["runs"]) or any(
+        status not in ("TERMINATED", "ERROR") for status, _ in trials.values()
+    )
+    if result.interrupted:
+        log.kill_unfinished("interrupted")
+    result.confirm_counts = log.counts(trials)
+    result.confirm_points = _judge(pipe, plan, log, trials)
+    counts = {L.FINISHED: 0, L.PRUNED: 0, L.FAILED: 0, L.RUNNING: 0, **result.confirm_counts}
+    # every state, zeros included: a resumed sweep's final values replace the interrupted ones
+    metrics = {f"{SWEEP_CONFIRM_COUNT_PREFIX}{s.lower()}": float(n) for s, n in counts.items()}
+    metrics[SWEEP_CONFIRM_SURVIVORS] = float(sum(p.survives for p in result.confirm_points))
+    return metrics
+
+
+def _plan_confirmation(pipe: Pipeline, sweep_dir: Path, info: dict, log, known: set) -> dict:
+    """Choose the candidates (on the validation objectives) and write them into ``sweep.json``."""
+    from albsnn.sweep.confirm import select_candidates
+    from albsnn.sweep.tracking.layout import FINISHED
+
+    finished = {t: log.last.get(t, {}) for t in known if log.states.get(t) == FINISHED}
+    points = select_candidates(finished, pipe.objectives, pipe.confirm["max_points"])
+    search = _ray_trial_configs(pipe.experiment_path(sweep_dir.name))
+    configs = {t: config for t, (_, config) in search.items()}
+    runs = [
+        {"trial": trial, "point": number, "seed": seed, "config": {**configs[trial], "seed": seed}}
+        for number, trial in enumerate(points, 1)
+        for seed in pipe.confirm["seeds"]
+    ]
+    plan = {"seeds": list(pipe.confirm["seeds"]), "points": points, "runs": runs}
+    info["confirm"] = plan
+    staging = sweep_dir / f".{SWEEP_FILE}.tmp"
+    staging.write_text(json.dumps(info, indent=1))
+    os.replace(staging, sweep_dir / SWEEP_FILE)
+    return plan
+
+
+def _confirm_tuner(pipe: Pipeline, sweep_id: str, plan: dict, trainable, log, progress: bool):
+    """A Tuner that runs exactly the planned configs, once each, unpruned, like the search's trials."""
+    from ray.tune.search import BasicVariantGenerator
+
+    from albsnn.sweep.confirm import CONFIRM_DIR, config_key
+    from albsnn.sweep.tracking import runs
+    from albsnn.sweep.tracking.callback import MlflowTrialCallback
+
+    tune = require("ray.tune")
+    configs = [r["config"] for r in plan["runs"]]
+    names = [*pipe.search_space.names, "seed"]
+    lookup = {config_key(r["config"]): (r["trial"], r["point"]) for r in plan["runs"]}
+    callbacks = [MlflowTrialCallback(log, param_names=names, source=runs.source_tags(), confirm=lookup)]
+    if progress:
+        from albsnn.sweep.progress import ProgressPrinter
+
+        points, seeds = len(plan["points"]), plan["seeds"]
+        print(f"confirming {points} Pareto point(s) on seeds {seeds}: {len(configs)} runs")
+        callbacks.append(ProgressPrinter(len(configs), names))
+    return tune.Tuner(
+        trainable,
+        param_space=_points_space(configs),
+        tune_config=tune.TuneConfig(
+            search_alg=BasicVariantGenerator(
+                points_to_evaluate=configs, max_concurrent=pipe.max_concurrent or 0
+            ),
+            num_samples=len(configs),
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=CONFIRM_DIR,
+            storage_path=pipe.experiment_path(sweep_id),
+            failure_config=tune.FailureConfig(max_failures=pipe.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+
+
+def _points_space(configs: list[dict]) -> dict:
+    """A ``param_space`` that holds every key of ``configs``: shared values fixed, the rest a choice.
+
+    Tune's ``points_to_evaluate`` may only set keys its space has; the points then set every value.
+    """
+    tune = require("ray.tune")
+    space = {}
+    for key in dict.fromkeys(k for c in configs for k in c):
+        values = list({json.dumps(c.get(key), sort_keys=True): c.get(key) for c in configs}.values())
+        space[key] = values[0] if len(values) == 1 else tune.choice(values)
+    return space
+
+
+def _judge(pipe: Pipeline, plan: dict, log, trials: dict) -> list:
+    """Each candidate's finished seeds and whether it survives (:func:`albsnn.sweep.confirm.judge`)."""
+    from albsnn.metrics import TEST_ACCURACY
+    from albsnn.sweep.confirm import config_key, judge
+    from albsnn.sweep.tracking.layout import FINISHED
+
+    run_of = {config_key(config): t for t, (_, config) in trials.items()}
+    groups = []
+    for number, trial in enumerate(plan["points"], 1):
+        ids = {pipe.seeds[0]: trial}
+        ids.update(
+            {r["seed"]: run_of.get(config_key(r["config"])) for r in plan["runs"] if r["trial"] == trial}
+        )
+        seeds = {s: log.last.get(t, {}) for s, t in ids.items() if t and log.states.get(t) == FINISHED}
+        groups.append((trial, number, seeds))
+    return judge(groups, pipe.objectives, 1 + len(plan["seeds"]), reported=(TEST_ACCURACY,))
+
+
+def _ray_trial_configs(experiment: str) -> dict[str, tuple[str, dict]]:
+    """``{trial id: (status, config)}`` from the newest Tune experiment state of ``experiment``."""
+    tune = require("ray.tune")
+    try:
+        analysis = tune.ExperimentAnalysis(experiment)
+    except Exception:  # no or unreadable state
+        return {}
+    return {t.trial_id: (t.status, dict(t.config)) for t in analysis.trials}
 
 
 def _ray_trials(experiment: str) -> dict[str, str]:

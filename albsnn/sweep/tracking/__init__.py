@@ -2,7 +2,8 @@
 spool and its background sender (``spool``, ``writer``) and the Ray Tune callback (``callback``).
 
 One experiment per pipeline, one parent run per sweep (``albsnn.role=sweep``), one child run per
-Ray trial (``albsnn.role=trial``, keyed by ``albsnn.trial_id``), per-epoch metrics with
+Ray trial (``albsnn.role=trial``, keyed by ``albsnn.trial_id``; a confirmation run of the Pareto
+front: ``albsnn.role=confirm``), per-epoch metrics with
 ``step = epoch``. ``docs/tracking.md`` describes the layout; its names are constants in
 :mod:`.layout` and nowhere else. Importing this package needs neither Ray nor MLflow.
 

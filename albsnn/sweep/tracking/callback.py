@@ -53,6 +53,8 @@ class _MlflowTrialCallback:
         trial_state: ``fn(ray_trial_id) -> "PRUNED" | None`` (the pruning scheduler's verdict).
         trial_number: ``fn(ray_trial_id) -> int | None`` (the Optuna trial number, search mode).
         source: MLflow source tags for every child run (:func:`~.runs.source_tags`).
+        confirm: for the confirmation's experiment: ``{config_key(config): (search trial id, point)}``
+            of every confirmation run (:mod:`albsnn.sweep.confirm`); its runs get role CONFIRM.
     """
 
     def __init__(
@@ -63,8 +65,10 @@ class _MlflowTrialCallback:
         trial_state: Callable[[str], str | None] | None = None,
         trial_number: Callable[[str], int | None] | None = None,
         source: dict | None = None,
+        confirm: dict[str, tuple[str, int]] | None = None,
     ):
         self.log = log
+        self.confirm = dict(confirm) if confirm is not None else None
         self.param_names = list(param_names)
         self.trial_state = trial_state
         self.trial_number = trial_number
@@ -79,6 +83,7 @@ class _MlflowTrialCallback:
             trial_state=self.trial_state,
             trial_number=self.trial_number,
             source=self.source,
+            confirm=self.confirm,
         )
         return (_restore, (type(self), where, options))
 
@@ -91,6 +96,12 @@ class _MlflowTrialCallback:
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         name = L.trial_run_name(trial.config, self.param_names)
         tags = {**self.source, **self._number_tag(trial.trial_id)}
+        if self.confirm is not None:
+            from albsnn.sweep.confirm import config_key
+
+            confirms, point = self.confirm[config_key(trial.config)]
+            name = L.confirm_run_name(trial.config, self.param_names, point)
+            tags.update({L.ROLE: L.CONFIRM, L.CONFIRMS: confirms, L.CONFIRM_POINT: str(point)})
         self.log.start_trial(trial.trial_id, name, trial_params(trial.config), tags)
 
     @_guarded
@@ -118,6 +129,13 @@ class _MlflowTrialCallback:
         retries = getattr(trial.run_metadata, "num_failures", None)
         if retries is not None:
             self.log.tags(trial.trial_id, {L.RETRIES: str(retries)})
+
+    @_guarded
+    def on_experiment_end(self, trials: list, **info) -> None:
+        # The search's runs are settled by the runner, which also knows the trials Ray lost but the
+        # study kept (runner._lost_trials); a confirmation knows only its own Ray trials.
+        if self.confirm is not None:
+            self.log.forget_orphans((t.trial_id for t in trials), role=L.CONFIRM)
 
     def _finish(self, trial, state: str) -> None:
         last = trial.last_result or {}

@@ -32,8 +32,12 @@ from albsnn.metrics import (
 )
 
 # ---------------------------------------------------------------- tags
-ROLE = "albsnn.role"  # SWEEP on the parent run, TRIAL on a child run
-SWEEP, TRIAL = "sweep", "trial"
+ROLE = "albsnn.role"  # SWEEP on the parent run, TRIAL on a search child run, CONFIRM on a re-run
+SWEEP, TRIAL, CONFIRM = "sweep", "trial", "confirm"
+# A confirmation run (role CONFIRM) re-runs one search trial with another seed (albsnn.sweep.confirm):
+CONFIRMS = "albsnn.confirms"  # the Ray trial id of the search trial it confirms: the seed-group key
+CONFIRM_POINT = "albsnn.confirm_point"  # the candidate's number, 1.. (the "#3" in its run name)
+CONFIRM_SEEDS = "albsnn.confirm_seeds"  # on the parent run: JSON list of the confirmation seeds
 TRIAL_ID = "albsnn.trial_id"  # the Ray trial id: the key of a child run
 TRIAL_STATE = "albsnn.trial_state"  # one of STATES (ORPHANED for deleted runs of lost trials)
 END_REASON = "albsnn.end_reason"  # why a run was ended KILLED without finishing (interrupted, abandoned, ...)
@@ -120,6 +124,11 @@ def trial_run_name(config: Mapping, names: Iterable[str]) -> str:
     if "seed" in config:
         parts.append(f"s{config['seed']}")
     return " ".join(parts) or "trial"
+
+
+def confirm_run_name(config: Mapping, names: Iterable[str], point: int) -> str:
+    """A confirmation run's name, e.g. ``T=2 thr=0.31 s1 (confirm #3)``."""
+    return f"{trial_run_name(config, names)} (confirm #{point})"
 
 
 def _short(value: object) -> str:

@@ -75,6 +75,7 @@ class SweepLog:
         self.states: dict[str, str] = {}  # trial id -> RUNNING | FINISHED | PRUNED | FAILED
         self.last: dict[str, dict[str, float]] = {}  # trial id -> its newest value of each metric
         self.inputs: set[str] = set()  # trials whose dataset is recorded
+        self.confirming: set[str] = set()  # confirmation runs' trial ids (role CONFIRM), not search trials
         self.problems: dict[str, int] = {}  # message -> how often
         self._records: list[dict] = []
         self._lock = threading.Condition()
@@ -143,8 +144,8 @@ class SweepLog:
             shutil.copy2(path, outbox / Path(path).name)
         self._add({"op": "artifacts", "trial": trial, "folder": str(outbox)})
 
-    def forget_orphans(self, known: Iterable[str]) -> None:
-        self._add({"op": "orphans", "known": sorted(known)})
+    def forget_orphans(self, known: Iterable[str], role: str = L.TRIAL) -> None:
+        self._add({"op": "orphans", "known": sorted(known), "role": role})
 
     def kill_unfinished(self, reason: str) -> None:
         self._add({"op": "kill_unfinished", "reason": reason})
@@ -223,6 +224,8 @@ class SweepLog:
         op, trial = record["op"], record.get("trial")
         if op == "start":
             self.states[trial] = L.RUNNING
+            if record.get("tags", {}).get(L.ROLE) == L.CONFIRM:
+                self.confirming.add(trial)
         elif op == "epoch":
             self.last_step[trial] = max(self.last_step.get(trial, 0), record["step"])
             self.last.setdefault(trial, {}).update(record["metrics"])

@@ -77,9 +77,9 @@ class MlflowWriter:
 
     def _create(self, trial_id: str, record: dict) -> str:
         tags = {
+            L.ROLE: L.TRIAL,  # a confirmation run's record says CONFIRM
             **record.get("tags", {}),
             L.PARENT_RUN_ID: self.parent_run_id,
-            L.ROLE: L.TRIAL,
             L.TRIAL_ID: trial_id,
             L.TRIAL_STATE: L.RUNNING,
         }
@@ -149,9 +149,15 @@ class MlflowWriter:
 
     # -- the sweep as a whole
     def _orphans(self, record: dict) -> None:
-        """Delete child runs whose Ray trial no longer exists (created just before a driver died)."""
-        known = set(record["known"])
+        """Delete child runs whose Ray trial no longer exists (created just before a driver died).
+
+        Only runs of the record's role: the search and the confirmation are two Tune experiments,
+        and each knows its own trials.
+        """
+        known, role = set(record["known"]), record.get("role", L.TRIAL)
         for run in L.search_all(self.client, [self.experiment_id], L.children_filter(self.parent_run_id)):
+            if run.data.tags.get(L.ROLE, L.TRIAL) != role:
+                continue
             if run.data.tags.get(L.TRIAL_ID) not in known:
                 self.client.set_tag(run.info.run_id, L.TRIAL_STATE, L.ORPHANED)
                 self.client.delete_run(run.info.run_id)
