@@ -26,12 +26,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from albsnn.sweep import dominance
+
 __all__ = [
     "ConfirmedPoint",
     "CONFIRM_DIR",
     "RULE",
     "config_key",
-    "dominates",
     "judge",
     "nondominated",
     "select_candidates",
@@ -54,17 +55,10 @@ def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def dominates(a: Mapping[str, float], b: Mapping[str, float], objectives: Mapping[str, str]) -> bool:
-    """True when ``a`` is at least as good as ``b`` on every objective and strictly better on one."""
-    sign = {m: 1.0 if mode == "max" else -1.0 for m, mode in objectives.items()}
-    better = [sign[m] * a[m] > sign[m] * b[m] for m in objectives]
-    worse = [sign[m] * a[m] < sign[m] * b[m] for m in objectives]
-    return any(better) and not any(worse)
-
-
 def nondominated(points: Mapping[str, Mapping[str, float]], objectives: Mapping[str, str]) -> list[str]:
-    """The keys of ``points`` that no other point dominates (exact duplicates all stay)."""
-    return [k for k, p in points.items() if not any(dominates(q, p, objectives) for q in points.values())]
+    """The keys of ``points`` that no other point dominates on ``objectives`` (duplicates all stay)."""
+    vectors = {k: [float(p[m]) for m in objectives] for k, p in points.items()}
+    return dominance.nondominated(vectors, list(objectives.values()))
 
 
 def select_candidates(

@@ -26,10 +26,10 @@ Optuna trial (:func:`report_objectives`, key :func:`step_key`), written by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from albsnn.sweep._imports import require
+from albsnn.sweep.dominance import dominates
 
 __all__ = ["ParetoPruner", "dominates", "report_objectives", "step_key"]
 
@@ -45,22 +45,6 @@ def report_objectives(trial, values: Mapping[str, float], step: int) -> None:
     """Record the objectives besides the study's own at ``step`` on Optuna ``trial``."""
     for metric, value in values.items():
         trial.set_user_attr(step_key(metric, step), float(value))
-
-
-def _at_least(a: float, b: float, mode: str, margin: float) -> bool:
-    """``a`` is at least ``margin`` better than ``b`` (NaN is worse than any number)."""
-    if math.isnan(a):
-        return False
-    if math.isnan(b):
-        return True
-    return a >= b + margin if mode == "max" else a <= b - margin
-
-
-def dominates(d: tuple, t: tuple, modes: tuple, margins: tuple) -> bool:
-    """``d`` is ``margins`` better than ``t`` in every objective and strictly better in one."""
-    if not all(_at_least(a, b, m, g) for a, b, m, g in zip(d, t, modes, margins, strict=True)):
-        return False
-    return any(_at_least(a, b, m, 0.0) and a != b for a, b, m in zip(d, t, modes, strict=True))
 
 
 class ParetoPruner(_optuna_pruners.BasePruner):

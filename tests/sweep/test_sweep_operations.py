@@ -198,18 +198,20 @@ def test_scheduler_reads_the_journal_once_not_once_per_trial(tmp_path):
     assert restored.trial_state("t0") == "PRUNED" and restored.trial_state("t1") is None
 
 
-def test_search_looks_for_orphaned_trials_only_once_after_a_restore(tmp_path):
-    def make():
-        return StudySearch(
-            space={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
-            metric="val_accuracy",
-            mode="max",
-            sampler=optuna.samplers.RandomSampler(seed=0),
-            study_name="s",
-            storage=open_journal(tmp_path / "j"),
-        )
+def _study_search(folder: Path) -> StudySearch:
+    """A search over one ``lr`` on the journal ``folder/j`` (a restored one reads the same study)."""
+    return StudySearch(
+        space={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
+        metric="val_accuracy",
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        study_name="s",
+        storage=open_journal(folder / "j"),
+    )
 
-    fresh = make()
+
+def test_search_looks_for_orphaned_trials_only_once_after_a_restore(tmp_path):
+    fresh = _study_search(tmp_path)
     fresh.suggest("first")  # creates the study
     counter = _CountingStudy()
     counter.wrap(fresh._ot_study)
@@ -218,7 +220,7 @@ def test_search_looks_for_orphaned_trials_only_once_after_a_restore(tmp_path):
     assert counter.scans == 0  # a fresh sweep has no orphans to look for
     counter.unwrap(fresh._ot_study)
     fresh.save(str(tmp_path / "snap.pkl"))
-    restored = make()
+    restored = _study_search(tmp_path)
     restored.restore(str(tmp_path / "snap.pkl"))
     counter = _CountingStudy()
     counter.wrap(restored._ot_study)
@@ -230,17 +232,7 @@ def test_search_looks_for_orphaned_trials_only_once_after_a_restore(tmp_path):
 def test_trials_finished_after_rays_snapshot_are_kept_and_use_the_budget(tmp_path):
     # A killed driver can finish trials after Ray's last snapshot: Ray forgets them, but their
     # results are real, so the restored search names them and the budget counts them as created.
-    def make():
-        return StudySearch(
-            space={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
-            metric="val_accuracy",
-            mode="max",
-            sampler=optuna.samplers.RandomSampler(seed=0),
-            study_name="s",
-            storage=open_journal(tmp_path / "j"),
-        )
-
-    search = make()
+    search = _study_search(tmp_path)
     for trial_id in ("a", "b"):
         search.suggest(trial_id)
         search.on_trial_complete(trial_id, {"val_accuracy": 0.5})
@@ -249,7 +241,7 @@ def test_trials_finished_after_rays_snapshot_are_kept_and_use_the_budget(tmp_pat
     search.on_trial_complete("late", {"val_accuracy": 0.6})  # finished after the snapshot
     search.suggest("running")  # asked for, never finished: an orphan, handed to Ray's next trial
 
-    restored = make()
+    restored = _study_search(tmp_path)
     restored.restore(str(tmp_path / "snap.pkl"))
     assert restored.lost_trials() == ["late"]
     sweep_file = tmp_path / "sweep.json"
