@@ -73,6 +73,10 @@ CHECKPOINT_FORMAT = "albsnn-checkpoint-2"  # 2: per-layer LR groups, validation 
 DEFAULT_BATCH_SIZE = {"cpu": 64, "cuda": 256}
 AUGMENT_SEED_STRIDE = 1_000_003  # augmentation seed = (seed * stride + epoch) * stride + step
 BN_SAMPLES = 512  # training samples that re-estimate BatchNorm statistics: each epoch and per probe
+# Evaluation batch (eval mode: results do not depend on it). On CPU, 128 keeps a layer's activations
+# in cache: 10-50% less time per sample than 512 (benchmarks/eval_batch.py, docs/performance.md);
+# a GPU wants large ones.
+EVAL_BATCH = {"cpu": 128, "cuda": 1024}
 TAYLOR_CHECK_BATCHES = 16  # training batches (no optimizer step) behind the end-of-run taylor estimate
 
 
@@ -404,8 +408,9 @@ class Trainer:
         self.train_loader = TensorLoader(
             s.train_x, s.train_y, self.batch_size, shuffle=True, seed=c.seed, device=self.device
         )
-        self.val_loader = TensorLoader(s.val_x, s.val_y, 512, device=self.device)
-        self.test_loader = TensorLoader(s.test_x, s.test_y, 512, device=self.device)
+        self.eval_batch = EVAL_BATCH.get(self.device.type, EVAL_BATCH["cpu"])
+        self.val_loader = TensorLoader(s.val_x, s.val_y, self.eval_batch, device=self.device)
+        self.test_loader = TensorLoader(s.test_x, s.test_y, self.eval_batch, device=self.device)
         self.probe = self._make_probe(c.calibration_size)
         self.policy.estimator.bind(self.probe)
         self.epoch = 0
@@ -434,17 +439,18 @@ class Trainer:
             return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, **fused)
         return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay, **fused)
 
-    def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> list:
+    def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, batch: int) -> list:
         keep = keep.to(x.device)
-        return list(TensorLoader(x[keep], y[keep], 512, device=self.device))
+        return list(TensorLoader(x[keep], y[keep], batch, device=self.device))
 
     def _make_probe(self, calibration_size: int) -> CalibrationProbe:
         from albsnn.data import stratified_subset
 
         s = self.splits
-        bn = self._batches(s.train_x, s.train_y, stratified_subset(s.train_y, BN_SAMPLES, seed=0))
+        # One batch: BN re-estimation averages per-batch statistics, so its batching changes the model.
+        bn = self._batches(s.train_x, s.train_y, stratified_subset(s.train_y, BN_SAMPLES, seed=0), BN_SAMPLES)
         self.calibration_index = stratified_subset(s.val_y, calibration_size, seed=0)
-        calibration = self._batches(s.val_x, s.val_y, self.calibration_index)
+        calibration = self._batches(s.val_x, s.val_y, self.calibration_index, self.eval_batch)
         return CalibrationProbe(self.model, bn, calibration, self._eval_inputs)
 
     def _holdout_probe(self) -> CalibrationProbe:
@@ -454,7 +460,10 @@ class Trainer:
         rest[self.calibration_index] = False
         keep = rest.nonzero().flatten() if rest.any() else torch.arange(len(s.val_y))
         return CalibrationProbe(
-            self.model, self.probe.bn_batches, self._batches(s.val_x, s.val_y, keep), self._eval_inputs
+            self.model,
+            self.probe.bn_batches,
+            self._batches(s.val_x, s.val_y, keep, self.eval_batch),
+            self._eval_inputs,
         )
 
     # ---- one epoch -------------------------------------------------------------------------------
