@@ -18,6 +18,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 import logging  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -83,6 +84,21 @@ def _write_pipeline(folder: Path, name: str, *, space: str = TINY_SPACE, **overr
 def write_pipeline():
     """``write_pipeline(folder, name, space=..., **pipeline keys) -> path`` of a tiny digits sweep."""
     return _write_pipeline
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def wait_for():
+    """``wait_for(predicate, timeout_s, what)``: poll until ``predicate()``, or fail naming ``what``."""
+    return _wait_for
 
 
 @pytest.fixture(scope="session")

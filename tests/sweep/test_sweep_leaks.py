@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import textwrap
-import time
 
 import pytest
 from mlflow import MlflowClient
@@ -30,15 +29,6 @@ def _runs(uri: str, experiment: str) -> tuple[object, list]:
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     (parent,) = client.search_runs([experiment_id], f"tags.`{L.ROLE}` = '{L.SWEEP}'")
     return parent, client.search_runs([experiment_id], f"tags.`{L.ROLE}` = '{L.TRIAL}'")
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_an_error_before_the_fit_ends_the_parent_failed(
@@ -114,12 +104,12 @@ def _training(uri: str, experiment: str):
 
 
 def test_ctrl_c_ends_runs_killed_and_resume_reopens_them(
-    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+    wait_for, ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
 ):
     path = write_pipeline(tmp_path, "sigint", num_samples=2, epochs=6)
     driver = _driver(python, path, tracking_uri, ray_cluster, subprocess_env, tmp_path)
     try:
-        _wait_for(_training(tracking_uri, "test-sigint"), 180, "the first epoch")
+        wait_for(_training(tracking_uri, "test-sigint"), 180, "the first epoch")
         driver.send_signal(signal.SIGINT)
         out = driver.communicate(timeout=180)[0].decode()
     finally:
@@ -141,12 +131,12 @@ def test_ctrl_c_ends_runs_killed_and_resume_reopens_them(
 
 
 def test_kill_9_then_abandon_ends_every_run_killed(
-    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python, capsys
+    wait_for, ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python, capsys
 ):
     path = write_pipeline(tmp_path, "abandon", num_samples=2, epochs=6)
     driver = _driver(python, path, tracking_uri, ray_cluster, subprocess_env, tmp_path)
     try:
-        _wait_for(_training(tracking_uri, "test-abandon"), 180, "the first epoch")
+        wait_for(_training(tracking_uri, "test-abandon"), 180, "the first epoch")
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.communicate()

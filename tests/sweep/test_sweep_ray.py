@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import optuna
@@ -237,17 +236,8 @@ def test_trials_checkpoint_every_n_epochs_and_keep_one_copy_without_tune_result_
         assert artifacts == TRIAL_ARTIFACTS | {CHECK_ARTIFACT}
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_driver_resumes_without_duplicates(
-    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+    wait_for, ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
 ):
     # Rule: kill -9 the driver mid-sweep, then `--resume`: every trial finishes once, MLflow has one run
     # per study trial (no duplicates, none left RUNNING), and Ray's trials are among them.
@@ -285,7 +275,7 @@ def test_killed_driver_resumes_without_duplicates(
         return len(finished) >= 3 and len(running) >= 1  # max_concurrent 2: the 3rd came after the snapshot
 
     try:
-        _wait_for(mid_sweep, 120, "three finished trials and one running")
+        wait_for(mid_sweep, 120, "three finished trials and one running")
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         out = driver.communicate()[0].decode()

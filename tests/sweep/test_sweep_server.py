@@ -28,17 +28,8 @@ EPOCH_KEYS = ("val_accuracy", "test_accuracy", "train_loss", "storage_bytes", "l
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
-def outage_sweep(mlflow_server, ray_cluster, write_pipeline, tmp_path_factory):
+def outage_sweep(mlflow_server, ray_cluster, write_pipeline, tmp_path_factory, wait_for):
     """A 4-trial sweep over HTTP whose server is down for a few seconds while trials train."""
     folder = tmp_path_factory.mktemp("outage")
     path = write_pipeline(folder, "outage", num_samples=4, epochs=EPOCHS)
@@ -56,7 +47,7 @@ def outage_sweep(mlflow_server, ray_cluster, write_pipeline, tmp_path_factory):
         return any(r.data.metrics for r in runs)
 
     try:
-        _wait_for(training, 180, "the first epoch in MLflow")
+        wait_for(training, 180, "the first epoch in MLflow")
         mlflow_server.stop()
         time.sleep(6)  # trials keep training and reporting meanwhile
         mlflow_server.start()

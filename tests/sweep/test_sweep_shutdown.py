@@ -15,15 +15,6 @@ from albsnn.sweep import run_sweep
 from albsnn.sweep.local_ray import RECORD_DIR, end_stale, record, session_processes
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_live_drivers_record_is_left_alone_and_a_normal_exit_removes_it(ray_cluster, tmp_path):
     path = record(tmp_path)  # this process is the (live) driver of the session's Ray
     assert path is not None and path.parent == tmp_path / RECORD_DIR
@@ -33,7 +24,7 @@ def test_a_live_drivers_record_is_left_alone_and_a_normal_exit_removes_it(ray_cl
 
 @pytest.mark.slow
 def test_resume_after_kill_9_leaves_no_ray_process_of_the_killed_run(
-    ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
+    wait_for, ray_cluster, tracking_uri, write_pipeline, tmp_path, subprocess_env, python
 ):
     path = write_pipeline(tmp_path, "stray", num_samples=3, epochs=4, max_concurrent=1)
     # No --address: the driver starts, and records, a local Ray of its own.
@@ -49,7 +40,7 @@ def test_resume_after_kill_9_leaves_no_ray_process_of_the_killed_run(
         argv, cwd=tmp_path, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
-        _wait_for(running, 480, "the driver's sweep to run")  # a fresh Ray on a busy 2-core machine
+        wait_for(running, 480, "the driver's sweep to run")  # a fresh Ray on a busy 2-core machine
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         out = driver.communicate()[0].decode()
