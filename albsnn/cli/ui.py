@@ -114,9 +114,12 @@ class Ui(Command):
             print(f"MLflow UI: {args.tracking_uri} (served by that tracking server)")
             return 0
         port = int(argv[-1])
+        link = None if args.dashboard is not None else _newest_sweep_link(argv, url)
         if args.print_only:
             print(url)
             print(" ".join(argv))
+            if link:
+                print(f"newest sweep: {link}")
             return 0
         if not _free(port):
             raise ConfigError(f"port {port} on {HOST} is in use; pass --port")
@@ -124,7 +127,24 @@ class Ui(Command):
             f"{'optuna-dashboard' if args.dashboard is not None else 'MLflow UI'}: {url}  (Ctrl-C stops it)",
             flush=True,
         )
+        if link:
+            print(f"newest sweep: {link}", flush=True)
         return serve(argv)
+
+
+def _newest_sweep_link(argv: list[str], url: str) -> str | None:
+    """The UI page of the most recently updated experiment, on its training runs (None if none).
+
+    MLflow 3.17 opens an experiment on its GenAI pages unless the URL asks for training runs
+    (:func:`~albsnn.sweep.tracking.layout.ui_url`), so a link is worth more than the bare address.
+    """
+    from albsnn.sweep.tracking.layout import client, ui_url
+
+    uri = argv[argv.index("--backend-store-uri") + 1]
+    found = client(uri).search_experiments(
+        filter_string="name != 'Default'", order_by=["last_update_time DESC"], max_results=1
+    )
+    return ui_url(url, found[0].experiment_id) if found else None
 
 
 def serve(argv: list[str]) -> int:

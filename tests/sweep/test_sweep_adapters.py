@@ -383,11 +383,14 @@ def test_bad_input_fails_with_one_line_exit_2_and_nothing_in_mlflow(
     assert not (tmp_path / "sweeps").exists()
 
 
-def test_ui_prints_the_local_url_and_command(tracking_uri, capsys):
+def test_ui_prints_the_local_url_command_and_a_link_to_the_newest_sweeps_training_runs(tracking_uri, capsys):
+    newest = MlflowClient(tracking_uri).create_experiment("ui-newest")
     assert main(["ui", "--tracking-uri", tracking_uri, "--port", "5077", "--print-only"]) == 0
-    url, command = capsys.readouterr().out.splitlines()
+    url, command, link = capsys.readouterr().out.splitlines()
     assert url == "http://127.0.0.1:5077"
     assert "mlflow ui --backend-store-uri " + tracking_uri in command and "--host 127.0.0.1" in command
+    assert link.startswith(f"newest sweep: http://127.0.0.1:5077/#/experiments/{newest}/runs?")
+    assert "workflowType=machine_learning" in link  # MLflow 3.17 would open the GenAI pages
 
 
 def test_ui_without_a_database_says_so(tmp_path, capsys):
