@@ -670,6 +670,7 @@ def _plan_confirmation(pipe: Pipeline, sweep_dir: Path, info: dict, log, known: 
     points = select_candidates(finished, pipe.objectives, pipe.confirm["max_points"])
     search = _ray_trial_configs(pipe.experiment_path(sweep_dir.name))
     configs = {t: config for t, (_, config) in search.items()}
+    configs.update(_lost_configs(pipe, info, set(points) - set(configs)))
     runs = [
         {"trial": trial, "point": number, "seed": seed, "config": {**configs[trial], "seed": seed}}
         for number, trial in enumerate(points, 1)
@@ -814,6 +815,19 @@ def _lost_trials(info: dict, ray_trial_ids: set[str]) -> dict[str, str]:
             if trial_id is not None and trial_id not in ray_trial_ids:
                 lost[trial_id] = L.PRUNED if t.state == state.PRUNED else L.FINISHED
     return lost
+
+
+def _lost_configs(pipe: Pipeline, info: dict, trial_ids: set[str]) -> dict[str, dict]:
+    """Ray configs of search trials Ray lost (:func:`_lost_trials`), rebuilt as Ray built them:
+    the pipeline's fixed values plus the study trial's sampled ones."""
+    if not trial_ids:
+        return {}
+    configs = {}
+    for study in _studies(info, "optuna_study"):
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get(RAY_TRIAL_ID) in trial_ids:
+                configs[t.user_attrs[RAY_TRIAL_ID]] = {**pipe.param_space(), **t.params}
+    return configs
 
 
 def _keep_lost(log, lost: dict[str, str]) -> None:

@@ -186,6 +186,15 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
     total = report["counts"]["total"]
     assert total["finished"] + total["pruned"] + total["failed"] + total["running"] == 2  # the search's
 
+    # A search trial that a killed driver finished after Ray's last snapshot has no Ray config; the
+    # confirmation rebuilds it from the study, and the rebuilt config is the one Ray ran.
+    from albsnn.sweep.runner import _lost_configs, _ray_trial_configs
+
+    info = json.loads((result.sweep_dir / "sweep.json").read_text())
+    ray_configs = _ray_trial_configs(str(result.sweep_dir))
+    rebuilt = _lost_configs(load_pipeline(path), info, set(ray_configs))
+    assert rebuilt == {t: config for t, (_, config) in ray_configs.items()}
+
     # --resume of the finished sweep continues the same confirmation: nothing runs twice
     again = run_sweep(path, tracking_uri=tracking_uri, resume=True, progress=False)
     after = L.search_all(client, [result.experiment_id], L.children_filter(result.parent_run_id))
