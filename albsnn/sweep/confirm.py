@@ -11,6 +11,7 @@ validation (and cost) metrics (:mod:`albsnn.sweep.pipeline` refuses test metrics
 * **Candidates** (:func:`select_candidates`): the finished search trials that no other finished
   trial dominates on the objectives (the search's Pareto front). With more than ``max_points`` of
   them, ``max_points`` spread evenly along the front ordered by the first objective, both ends kept.
+  A configuration the sampler drew more than once is one candidate (:func:`one_per_config`).
 * **Survival** (:func:`judge`): each candidate's objectives are averaged over its seeds (the search
   seed and the confirmation seeds). A candidate *survives* when every one of its runs finished and no
   other such candidate's means are at least as good on every objective and strictly better on one
@@ -35,6 +36,7 @@ __all__ = [
     "config_key",
     "judge",
     "nondominated",
+    "one_per_config",
     "select_candidates",
 ]
 
@@ -59,6 +61,18 @@ def nondominated(points: Mapping[str, Mapping[str, float]], objectives: Mapping[
     """The keys of ``points`` that no other point dominates on ``objectives`` (duplicates all stay)."""
     vectors = {k: [float(p[m]) for m in objectives] for k, p in points.items()}
     return dominance.nondominated(vectors, list(objectives.values()))
+
+
+def one_per_config(configs: Mapping[str, Mapping]) -> list[str]:
+    """The trial ids of ``{trial id: config}`` less those whose config an earlier id (sorted) has.
+
+    A sampler can draw the same configuration twice; confirming it twice would run the same
+    configs on the same seeds, whose runs nothing could tell apart.
+    """
+    first: dict[str, str] = {}
+    for trial in sorted(configs):
+        first.setdefault(config_key(configs[trial]), trial)
+    return sorted(first.values())
 
 
 def select_candidates(
@@ -99,9 +113,11 @@ class ConfirmedPoint:
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float]:
+    # fsum: exactly rounded, so the order of the seeds cannot make equal results unequal (a
+    # last-bit difference would let one of two tied candidates "dominate" the other).
     n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
     return mean, std
 
 

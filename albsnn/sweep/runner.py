@@ -663,14 +663,15 @@ def _confirm_front(
 
 def _plan_confirmation(pipe: Pipeline, sweep_dir: Path, info: dict, log, known: set) -> dict:
     """Choose the candidates (on the validation objectives) and write them into ``sweep.json``."""
-    from albsnn.sweep.confirm import select_candidates
+    from albsnn.sweep.confirm import one_per_config, select_candidates
     from albsnn.sweep.tracking.layout import FINISHED
 
     finished = {t: log.last.get(t, {}) for t in known if log.states.get(t) == FINISHED}
-    points = select_candidates(finished, pipe.objectives, pipe.confirm["max_points"])
     search = _ray_trial_configs(pipe.experiment_path(sweep_dir.name))
     configs = {t: config for t, (_, config) in search.items()}
-    configs.update(_lost_configs(pipe, info, set(points) - set(configs)))
+    configs.update(_lost_configs(pipe, info, set(finished) - set(configs)))
+    unique = one_per_config({t: configs[t] for t in finished if t in configs})
+    points = select_candidates({t: finished[t] for t in unique}, pipe.objectives, pipe.confirm["max_points"])
     runs = [
         {"trial": trial, "point": number, "seed": seed, "config": {**configs[trial], "seed": seed}}
         for number, trial in enumerate(points, 1)

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from albsnn.cli import main
 from albsnn.errors import ConfigError
-from albsnn.sweep.confirm import judge, select_candidates
+from albsnn.sweep.confirm import judge, one_per_config, select_candidates
 from albsnn.sweep.pipeline import load_pipeline
 from albsnn.sweep.tracking import layout as L
 
@@ -45,6 +45,24 @@ def test_candidates_are_the_validation_front_best_first_and_capped_evenly():
     # a test metric never selects: the front is the same whatever test_accuracy says
     flipped = {k: {**v, "test_accuracy": 1 - v.get("test_accuracy", 0)} for k, v in trials.items()}
     assert select_candidates(flipped, OBJ) == select_candidates(trials, OBJ)
+
+
+def test_equal_results_in_another_seed_order_tie_and_both_survive():
+    # 0.1 + 0.2 + 0.3 != 0.3 + 0.2 + 0.1 in floating point: a naive mean would let one "dominate".
+    a = {0: _t(0.1, 100), 1: _t(0.2, 100), 2: _t(0.3, 100)}
+    b = {2: _t(0.1, 100), 1: _t(0.2, 100), 0: _t(0.3, 100)}
+    points = judge([("a", 1, a), ("b", 2, dict(reversed(list(b.items()))))], OBJ, expected=3)
+    assert [p.survives for p in points] == [True, True]
+    assert points[0].mean == points[1].mean
+
+
+def test_a_configuration_drawn_twice_is_confirmed_once():
+    configs = {
+        "t2": {"lr": 0.01, "width": 0.5, "seed": 0},
+        "t1": {"width": 0.5, "lr": 0.01, "seed": 0},  # the same config, keys in another order
+        "t3": {"lr": 0.02, "width": 0.5, "seed": 0},
+    }
+    assert one_per_config(configs) == ["t1", "t3"]
 
 
 def test_a_lucky_seed_point_is_dominated_after_seed_averaging_and_does_not_survive():
