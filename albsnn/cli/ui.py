@@ -114,7 +114,7 @@ class Ui(Command):
             print(f"MLflow UI: {args.tracking_uri} (served by that tracking server)")
             return 0
         port = int(argv[-1])
-        link = None if args.dashboard is not None else _newest_sweep_link(argv, url)
+        link = None if args.dashboard is not None else _newest_sweep_link(args, url)
         if args.print_only:
             print(url)
             print(" ".join(argv))
@@ -132,18 +132,25 @@ class Ui(Command):
         return serve(argv)
 
 
-def _newest_sweep_link(argv: list[str], url: str) -> str | None:
+def _newest_sweep_link(args: argparse.Namespace, url: str) -> str | None:
     """The UI page of the most recently updated experiment, on its training runs (None if none).
 
     MLflow 3.17 opens an experiment on its GenAI pages unless the URL asks for training runs
     (:func:`~albsnn.sweep.tracking.layout.ui_url`), so a link is worth more than the bare address.
+    A convenience only: whatever goes wrong here, the UI still starts.
     """
-    from albsnn.sweep.tracking.layout import client, ui_url
+    from albsnn.sweep.tracking.layout import client, default_tracking_uri, sqlite_path, ui_url
 
-    uri = argv[argv.index("--backend-store-uri") + 1]
-    found = client(uri).search_experiments(
-        filter_string="name != 'Default'", order_by=["last_update_time DESC"], max_results=1
-    )
+    uri = args.tracking_uri or default_tracking_uri()
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        return None  # never create a database just to look for experiments
+    try:
+        found = client(uri).search_experiments(
+            filter_string="name != 'Default'", order_by=["last_update_time DESC"], max_results=1
+        )
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
     return ui_url(url, found[0].experiment_id) if found else None
 
 
