@@ -83,7 +83,7 @@ def lif_backward(
         gs = grad[t]
         if gv is not None and not detach_reset:
             gs = gs + (gv * -ht if hard else gv * -v_threshold)
-        gh = gs * surrogate.derivative(ht - v_threshold)
+        gh = surrogate.backward(gs, ht - v_threshold)
         if gv is not None:
             gh = gh + (gv.masked_fill(ht >= v_threshold, 0.0) if hard else gv)
         grad_x[t] = gh

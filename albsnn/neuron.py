@@ -43,7 +43,7 @@ def lif_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One LIF step: returns ``(spike, v_next)``. Pure: no module state is touched."""
     h = decay * v + x
-    spike = surrogate(h - v_threshold)
+    spike = surrogate(h, v_threshold)
     s = spike.detach() if detach_reset else spike
     v_next = h * (1 - s) if reset == "hard" else h - v_threshold * s
     return spike, v_next
@@ -106,7 +106,7 @@ class LIF(nn.Module):
         x_seq = x_seq.float()
         if x_seq.shape[0] == 1:
             # T = 1: v starts at 0, so h = x and the reset never matters.
-            spikes = self.surrogate(x_seq - self.v_threshold)
+            spikes = self.surrogate(x_seq, self.v_threshold)
         elif self.backend == "loop":
             spikes = self._loop(x_seq)
         else:

@@ -28,27 +28,40 @@ __all__ = ["Surrogate", "Rectangular", "Sigmoid", "ATan", "SURROGATES", "get_sur
 
 
 class _Spike(torch.autograd.Function):
+    """``H(x - threshold)`` with the surrogate's backward, in as few passes over ``x`` as possible.
+
+    The threshold is an argument, not a prior subtraction, because on CPU every elementwise op is a
+    full pass over the activations: forward is one comparison written straight into a float tensor,
+    and backward asks the surrogate for ``grad * dH/dx`` in its cheapest form (:meth:`Surrogate.backward`).
+    """
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, threshold: float, surrogate: Surrogate) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
-        return (x >= 0).to(x.dtype)
+        ctx.threshold, ctx.surrogate = threshold, surrogate
+        return torch.ge(x, threshold, out=torch.empty_like(x))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return grad * ctx.surrogate.derivative(x), None
+        u = x - ctx.threshold if ctx.threshold else x
+        return ctx.surrogate.backward(grad, u), None, None
 
 
 @dataclass(frozen=True)
 class Surrogate:
-    """Heaviside forward, ``derivative(x)`` backward. Subclasses define only ``derivative``."""
+    """Heaviside forward, ``derivative(x)`` backward. Subclasses define ``derivative``; they may also
+    override :meth:`backward` with a cheaper equivalent of ``grad * derivative(x)``."""
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _Spike.apply(x, self)
+    def backward(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return grad * self.derivative(x)
+
+    def __call__(self, x: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+        """Spikes ``H(x - threshold)`` (float, like ``x``)."""
+        return _Spike.apply(x, threshold, self)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,14 @@ class ATan(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return self.alpha / 2 / (1 + (math.pi / 2 * self.alpha * x).square())
+
+    def backward(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # grad / ((2/a) * (1 + (pi/2 * a * x)^2)): two passes (addcmul, div) instead of six.
+        scale = 2 / self.alpha
+        denominator = torch.addcmul(
+            x.new_full((), scale), x, x, value=scale * (math.pi / 2 * self.alpha) ** 2
+        )
+        return grad / denominator
 
 
 SURROGATES = {"rectangular": Rectangular, "sigmoid": Sigmoid, "atan": ATan}

@@ -154,6 +154,9 @@ class TrainConfig:
     alpha_mode: str = _model_param("alpha_mode")  # channel | layer
     clip_value: float = _model_param("clip_value")
     lif_backend: str = _model_param("lif_backend")  # auto | fused | triton | loop (speed only)
+    spike_after_pool: bool = _model_param(
+        "spike_after_pool"
+    )  # pool potentials, then spike (T=1: same spikes)
     # accuracy loss estimator / binarization policy
     binarize: str = _param("estimator", "adaptive", choices=POLICY_MODES)  # adaptive | random | all | none
     # measured | weight-error | taylor

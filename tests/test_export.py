@@ -23,6 +23,7 @@ CASES = {
     "tiny-fc-rate": (dict(arch="tiny", head="fc", readout="rate"), ["fc1"]),
     "fmnist": (dict(arch="fmnist"), "odd"),
     "fmnist-fc": (dict(arch="fmnist", head="fc"), "odd"),
+    "fmnist_fast-spike-after-pool": (dict(arch="fmnist_fast", time_steps=1, spike_after_pool=True), "odd"),
 }
 
 

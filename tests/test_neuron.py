@@ -5,7 +5,7 @@ import torch
 
 from albsnn.errors import ConfigError
 from albsnn.neuron import LIF, firing_rates, lif_step, reset_firing_rates
-from albsnn.surrogate import ATan, Rectangular, Sigmoid, get_surrogate
+from albsnn.surrogate import SURROGATES, ATan, Rectangular, Sigmoid, get_surrogate
 
 # Hand-computed: decay 0.5, V_th 1, input 0.6 every step.
 # hard: h = .6 (no), .9 (no), 1.05 (fire, v=0), .6, .9, 1.05 (fire)
@@ -70,6 +70,22 @@ def test_surrogate_gradient_values(surrogate, x, expected):
     assert out.item() == (1.0 if x >= 0 else 0.0)
     out.backward()
     assert t.grad.item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_spike_with_threshold_equals_the_shifted_definition(name, dtype, rtol):
+    # The threshold is folded into the spike op (fewer passes on CPU); spikes and gradients must be
+    # those of H(x - V_th) with the surrogate's derivative, whatever the surrogate's fused backward.
+    surrogate = get_surrogate(name)
+    torch.manual_seed(0)
+    x = (torch.randn(4096, dtype=dtype) * 1.5).requires_grad_()
+    grad = torch.randn(4096, dtype=dtype)
+    spikes = surrogate(x, 0.8)
+    assert torch.equal(spikes, (x.detach() - 0.8 >= 0).to(dtype))
+    spikes.backward(grad)
+    expected = grad * surrogate.derivative(x.detach() - 0.8)
+    torch.testing.assert_close(x.grad, expected, rtol=rtol, atol=0)
 
 
 def test_firing_rate_counts_spikes_per_neuron_step():

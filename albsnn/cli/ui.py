@@ -38,10 +38,16 @@ def _newest_journal(root: Path) -> Path:
     return journals[-1]
 
 
+def _store(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """The MLflow store the UI serves (``--tracking-uri``, else ./runs/mlflow.db) and its SQLite file."""
+    from albsnn.sweep.tracking.layout import default_tracking_uri, sqlite_path
+
+    uri = args.tracking_uri or default_tracking_uri()
+    return uri, sqlite_path(uri)
+
+
 def ui_command(args: argparse.Namespace) -> tuple[list[str], str]:
     """The server command line and the URL it will serve (checked, not started)."""
-    from albsnn.sweep.tracking.layout import default_tracking_uri
-
     if args.dashboard is not None:
         journal = Path(args.dashboard) if args.dashboard else _newest_journal(Path(args.sweeps).resolve())
         if not journal.is_file():
@@ -53,11 +59,10 @@ def ui_command(args: argparse.Namespace) -> tuple[list[str], str]:
         port = args.port or 8080
         argv = [exe, str(journal.resolve()), "--storage-class", "JournalFileStorage", "--host", HOST]
         return [*argv, "--port", str(port)], f"http://{HOST}:{port}"
-    uri = args.tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+    uri, database = _store(args)
+    if database is not None and not database.is_file():
         raise ConfigError(
-            f"no MLflow database at {uri[len('sqlite:///') :]}; "
-            "run `albsnn sweep` first or pass --tracking-uri"
+            f"no MLflow database at {database}; run `albsnn sweep` first or pass --tracking-uri"
         )
     port = args.port or 5000
     argv = [
@@ -139,10 +144,9 @@ def _newest_sweep_link(args: argparse.Namespace, url: str) -> str | None:
     (:func:`~albsnn.sweep.tracking.layout.ui_url`), so a link is worth more than the bare address.
     A convenience only: whatever goes wrong here, the UI still starts.
     """
-    from albsnn.sweep.tracking.layout import client, default_tracking_uri, sqlite_path, ui_url
+    from albsnn.sweep.tracking.layout import client, ui_url
 
-    uri = args.tracking_uri or default_tracking_uri()
-    database = sqlite_path(uri)
+    uri, database = _store(args)
     if database is not None and not database.is_file():
         return None  # never create a database just to look for experiments
     try:

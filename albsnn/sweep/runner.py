@@ -806,28 +806,29 @@ def _lost_trials(info: dict, ray_trial_ids: set[str]) -> dict[str, str]:
     """``{Ray trial id: PRUNED | FINISHED}`` of search trials a killed driver ended after Ray's last
     snapshot: Ray lost them (and ran others in their place, see ``StudySearch.lost_trials``), but
     their results are in the study and in MLflow, so they stay."""
+    from albsnn.sweep.search import ended_unknown_to_ray
     from albsnn.sweep.tracking import layout as L
 
-    state = require("optuna.trial").TrialState
+    pruned = require("optuna.trial").TrialState.PRUNED
     lost = {}
     for study in _studies(info, "optuna_study"):
-        for t in study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED)):
-            trial_id = t.user_attrs.get(RAY_TRIAL_ID)
-            if trial_id is not None and trial_id not in ray_trial_ids:
-                lost[trial_id] = L.PRUNED if t.state == state.PRUNED else L.FINISHED
+        for trial_id, t in ended_unknown_to_ray(study, ray_trial_ids).items():
+            lost[trial_id] = L.PRUNED if t.state == pruned else L.FINISHED
     return lost
 
 
 def _lost_configs(pipe: Pipeline, info: dict, trial_ids: set[str]) -> dict[str, dict]:
     """Ray configs of search trials Ray lost (:func:`_lost_trials`), rebuilt as Ray built them:
     the pipeline's fixed values plus the study trial's sampled ones."""
+    from albsnn.sweep.search import trials_by_ray_id
+
     if not trial_ids:
         return {}
     configs = {}
     for study in _studies(info, "optuna_study"):
-        for t in study.get_trials(deepcopy=False):
-            if t.user_attrs.get(RAY_TRIAL_ID) in trial_ids:
-                configs[t.user_attrs[RAY_TRIAL_ID]] = {**pipe.param_space(), **t.params}
+        for trial_id, t in trials_by_ray_id(study).items():
+            if trial_id in trial_ids:
+                configs[trial_id] = {**pipe.param_space(), **t.params}
     return configs
 
 

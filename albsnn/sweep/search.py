@@ -23,7 +23,7 @@ from collections.abc import Callable
 from albsnn.sweep._imports import require
 from albsnn.sweep.dashboard import RAY_TRIAL_ID
 
-__all__ = ["StudySearch"]
+__all__ = ["StudySearch", "trials_by_ray_id", "ended_unknown_to_ray"]
 
 _optuna_search = require("ray.tune.search.optuna")
 
@@ -98,11 +98,7 @@ class StudySearch(_optuna_search.OptunaSearch):
         if not hasattr(self, "_lost") or self._ot_study is None:
             return []
         if self._lost is None:
-            state = require("optuna.trial").TrialState
-            owned = set(self._ot_trials)
-            ended = self._ot_study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED))
-            ids = (t.user_attrs.get(RAY_TRIAL_ID) for t in ended)
-            self._lost = [i for i in ids if i is not None and i not in owned]
+            self._lost = list(ended_unknown_to_ray(self._ot_study, set(self._ot_trials)))
         return list(self._lost)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -119,3 +115,17 @@ class StudySearch(_optuna_search.OptunaSearch):
         """The Optuna trial number of Ray trial ``trial_id`` (None before it was suggested)."""
         trial = self._ot_trials.get(trial_id)
         return None if trial is None else trial.number
+
+
+def trials_by_ray_id(study, states=None) -> dict:
+    """The study's trials (of ``states``; default all) by the id of the Ray trial that ran them."""
+    trials = study.get_trials(deepcopy=False, states=states)
+    return {t.user_attrs[RAY_TRIAL_ID]: t for t in trials if RAY_TRIAL_ID in t.user_attrs}
+
+
+def ended_unknown_to_ray(study, ray_trial_ids: set[str]) -> dict:
+    """Trials that ended (COMPLETE or PRUNED) with a Ray trial id not in ``ray_trial_ids``, by that id:
+    a killed driver finished them after Ray's last experiment snapshot, so Ray lost them."""
+    state = require("optuna.trial").TrialState
+    ended = trials_by_ray_id(study, (state.COMPLETE, state.PRUNED))
+    return {i: t for i, t in ended.items() if i not in ray_trial_ids}
