@@ -21,7 +21,7 @@ from torch import nn
 from albsnn.binarize import binary_layers
 from albsnn.estimator import Probe
 
-__all__ = ["recalibrate_bn", "bn_state", "load_bn_state", "evaluate", "CalibrationProbe"]
+__all__ = ["recalibrate_bn", "bn_state", "load_bn_state", "evaluate", "correct", "CalibrationProbe"]
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 Prepare = Callable[[torch.Tensor], torch.Tensor]  # stored batch -> model input (eval transform)
@@ -78,6 +78,16 @@ def evaluate(model: nn.Module, batches: Batches, prepare: Prepare) -> tuple[floa
     return float(correct) / max(n, 1), float(loss) / max(n, 1)
 
 
+@torch.no_grad()
+def correct(model: nn.Module, batches: Batches, prepare: Prepare) -> torch.Tensor:
+    """Per-sample correctness (bool, on the CPU, in batch order) of ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    hits = [model(prepare(x)).float().argmax(1) == y for x, y in batches]
+    model.train(was_training)
+    return torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
+
+
 class CalibrationProbe(Probe):
     """Accuracy on ``calibration`` after BN re-estimation on ``bn_batches``; BN restored afterwards."""
 
@@ -88,16 +98,16 @@ class CalibrationProbe(Probe):
         self.prepare = prepare
         self.calls = 0
 
-    def __call__(self) -> float:
-        return self.measure()[0]
+    def outcomes(self) -> torch.Tensor:
+        """Per-calibration-sample correctness in the model's current binary state."""
+        return self._with_bn(correct)
 
-    def measure(self) -> tuple[float, float]:
-        """``(accuracy, loss)`` in the model's current binary state."""
+    def _with_bn(self, fn: Callable):
         self.calls += 1
         saved = bn_state(self.model)
         try:
             recalibrate_bn(self.model, self.bn_batches, self.prepare)
-            return evaluate(self.model, self.calibration, self.prepare)
+            return fn(self.model, self.calibration, self.prepare)
         finally:
             load_bn_state(self.model, saved)
 

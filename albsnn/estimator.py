@@ -14,17 +14,26 @@ percent scale, so one ``threshold`` in ``[0, 100]`` (:data:`THRESHOLD_RANGE`) sw
 :class:`BinarizationPolicy` turns estimates into decisions. After ``warmup`` epochs, every
 ``interval`` epochs and never in the last ``freeze_last`` epochs:
 
-* ``adaptive`` with a threshold: greedy. Binarize the candidate with the lowest estimate if it is
-  ``<= threshold``, re-estimate the remaining full-precision candidates in the new state, repeat.
+* ``adaptive`` with a threshold: greedy on evidence. The *cost* of a binary set is the accuracy the
+  whole set costs against the same weights in full precision, measured jointly (:meth:`Estimator.cost`);
+  ``measured`` compares per-sample outcomes on the calibration set and bounds the cost from above
+  (:func:`upper_bound`, one-sided, Bonferroni over the candidates of a round). Binarize the candidate
+  whose set has the lowest bound if that bound is ``<= threshold``, repeat. The threshold is thus a cap
+  on the binary set as a whole, not a per-layer allowance that adds up.
 * ``adaptive`` with a ``budget``: among the candidate subsets whose storage reduction is closest to the
   budget (within :data:`BUDGET_TOLERANCE`), binarize the one with the lowest summed estimate.
 * ``random`` (needs a ``budget``): the control for ``adaptive``. Once, at the first decision epoch, a
-  subset drawn uniformly (seeded) from the same storage-matched family.
+  subset from the same storage-matched family: draw ``draw`` of a seeded shuffle, so draws 0..k-1 of
+  one seed are k different subsets.
+* ``deepest`` / ``largest`` (need a ``budget``): cheap static rules at the same storage, applied at the
+  same epoch. The member of the family with the deepest layers / the largest layers (ties: shallowest).
 * ``all`` / ``none``: the ablation baselines (every candidate binary from the start / never).
 
-Ties are broken by layer name, so a run is deterministic. Every epoch's estimates go into
-:attr:`BinarizationPolicy.history`. The paper gives no formulas: the three estimators, the greedy
-rule, ``budget``, ``random`` and ``reversible`` are our reading (see docs/method.md).
+Ties are broken by layer name, so a run is deterministic. Estimates are computed only on epochs that
+decide (``all``/``none`` never); they go into :attr:`BinarizationPolicy.history`, and every decision's
+joint cost into :attr:`BinarizationPolicy.decisions`. The paper gives no formulas: the three
+estimators, the evidence rule, ``budget``, the controls and ``reversible`` are our reading (see
+docs/method.md).
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ from albsnn.errors import ConfigError
 __all__ = [
     "Estimator",
     "Probe",
+    "Cost",
+    "upper_bound",
+    "DEFAULT_CONFIDENCE",
     "Measured",
     "WeightError",
     "Taylor",
@@ -53,24 +65,68 @@ __all__ = [
     "ESTIMATORS",
     "get_estimator",
     "POLICY_MODES",
+    "STATIC_MODES",
     "HistoryEntry",
+    "Decision",
     "BinarizationPolicy",
 ]
 
 
 THRESHOLD_RANGE = (0.0, 100.0)  # every estimator's output and threshold: percent
 BUDGET_TOLERANCE = 0.02  # storage reduction (absolute) within which two layer subsets count as matched
+# A budget farther than this from every subset's storage reduction cannot be matched: refused.
+BUDGET_REACH = 0.1
+DEFAULT_CONFIDENCE = 0.95  # one-sided level of the bound on a binary set's cost
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated accuracy cost (pp) of a binary set against the same weights in full precision.
+
+    ``upper`` bounds ``mean`` from above at the decision's confidence; an estimator without a noise
+    model (weight-error, taylor) sets ``upper = mean`` and ``n = 0``. ``worse`` / ``better``: calibration
+    samples the full-precision model gets right and the binary one wrong, and the reverse.
+    """
+
+    mean: float
+    upper: float
+    n: int = 0
+    worse: int = 0
+    better: int = 0
+
+
+def upper_bound(worse: int, better: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """One-sided upper confidence bound (pp) on a paired accuracy drop ``(worse - better) / n``.
+
+    Exact and conditional on the ``m = worse + better`` discordant samples (McNemar's view): given
+    ``m``, ``worse ~ Binomial(m, p)`` and the drop is ``m (2p - 1) / n``; ``p`` is bounded by
+    Clopper-Pearson. No discordant sample: 0.
+
+    >>> round(upper_bound(0, 0, 144), 6), round(upper_bound(1, 0, 144), 3)
+    (0.0, 0.694)
+    """
+    m = worse + better
+    if m == 0 or n == 0:
+        return 0.0
+    from scipy.stats import beta  # scikit-learn's own dependency: always installed
+
+    p_hi = 1.0 if worse == m else float(beta.ppf(confidence, worse + 1, m - worse))
+    return 100.0 * m * (2.0 * p_hi - 1.0) / n
 
 
 class Probe:
-    """Measures the bound model as it is now: ``probe()`` -> accuracy in ``[0, 1]``.
+    """Measures the bound model as it is now: ``outcomes()`` -> per-sample correctness (bool tensor).
 
     ``state()`` names the model's current binary state (a cache key): the trainer builds one over a
     fixed calibration set, re-estimating BatchNorm statistics before each measurement.
     """
 
-    def __call__(self) -> float:
+    def outcomes(self) -> torch.Tensor:
         raise NotImplementedError
+
+    def __call__(self) -> float:
+        """Accuracy in ``[0, 1]``."""
+        return float(self.outcomes().float().mean())
 
     def state(self) -> tuple:
         raise NotImplementedError
@@ -94,6 +150,12 @@ class Estimator:
     def estimate(self, name: str, layer: BinaryLayer) -> float:
         raise NotImplementedError
 
+    def cost(self, subset: Iterable[str], layers: dict[str, BinaryLayer], confidence: float) -> Cost:
+        """Cost of exactly ``subset`` binary (the other ``layers`` full precision). Default: the sum of
+        the layers' estimates, read as additive and noise-free (``upper = mean``)."""
+        total = math.fsum(self.estimate(n, layers[n]) for n in subset)
+        return Cost(total, total)
+
 
 class Measured(Estimator):
     """Accuracy drop (pp) of binarizing the layer alone, measured by the bound :class:`Probe`.
@@ -108,7 +170,7 @@ class Measured(Estimator):
 
     def __init__(self) -> None:
         self._probe: Probe | None = None
-        self._cache: dict[tuple, float] = {}
+        self._cache: dict[tuple, torch.Tensor] = {}
 
     def bind(self, probe: Probe) -> None:
         self._probe, self._cache = probe, {}
@@ -127,12 +189,32 @@ class Measured(Estimator):
             binary = self._measure()
         finally:
             layer.set_binary(was)
-        return 100.0 * (full - binary)
+        return 100.0 * float(full.float().mean() - binary.float().mean())
 
-    def _measure(self) -> float:
+    def cost(self, subset: Iterable[str], layers: dict[str, BinaryLayer], confidence: float) -> Cost:
+        """Paired per-sample outcomes of all-full-precision vs ``subset`` binary, measured jointly."""
+        if self._probe is None:
+            return Cost(math.nan, math.nan)
+        subset = set(subset)
+        was = {n: m.is_binary for n, m in layers.items()}
+        try:
+            for layer in layers.values():
+                layer.set_binary(False)
+            full = self._measure()
+            for name, layer in layers.items():
+                layer.set_binary(name in subset)
+            binary = self._measure()
+        finally:
+            for name, layer in layers.items():
+                layer.set_binary(was[name])
+        n, worse, better = len(full), int((full & ~binary).sum()), int((binary & ~full).sum())
+        mean = 100.0 * (worse - better) / max(n, 1)
+        return Cost(mean, upper_bound(worse, better, n, confidence), n, worse, better)
+
+    def _measure(self) -> torch.Tensor:
         key = self._probe.state()
         if key not in self._cache:
-            self._cache[key] = self._probe()
+            self._cache[key] = self._probe.outcomes()
         return self._cache[key]
 
 
@@ -192,16 +274,29 @@ def get_estimator(name: str) -> Estimator:
     return ESTIMATORS[name]()
 
 
-POLICY_MODES = ("adaptive", "random", "all", "none")
+STATIC_MODES = ("deepest", "largest")  # cheap rules at a matched budget: the controls with no data
+POLICY_MODES = ("adaptive", "random", *STATIC_MODES, "all", "none")
+_MATCHED_MODES = ("random", *STATIC_MODES)  # choose once from the storage-matched family
 
 
 @dataclass
 class HistoryEntry:
     epoch: int
     layer: str
-    estimate: float
+    estimate: float  # NaN on epochs that do not decide (nothing is estimated there)
     binary: bool  # the layer's state after this epoch's decision
     decision: bool  # True on epochs where the policy was allowed to change layers
+
+
+@dataclass
+class Decision:
+    """The binary set after a decision epoch and what the estimator said it costs, jointly (pp)."""
+
+    epoch: int
+    layers: list[str]
+    cost: float  # point estimate against the same weights in full precision
+    upper: float  # its upper confidence bound (= cost for estimators without a noise model)
+    summed: float  # the sum of the layers' single estimates (what budget mode ranks by)
 
 
 class BinarizationPolicy:
@@ -209,10 +304,11 @@ class BinarizationPolicy:
 
     Args:
         estimator: scores layers (see :func:`get_estimator`).
-        mode: ``"adaptive"`` (estimator-driven), ``"random"`` (storage-matched control), ``"all"``
-            or ``"none"`` (ablation baselines).
-        threshold: binarize a layer whose estimate is ``<= threshold`` (adaptive, no budget), on the
-            estimators' percent scale ``[0, 100]``.
+        mode: ``"adaptive"`` (estimator-driven), ``"random"`` / ``"deepest"`` / ``"largest"``
+            (storage-matched controls), ``"all"`` or ``"none"`` (ablation baselines).
+        threshold: the most the whole binary set may cost (adaptive, no budget), on the estimators'
+            percent scale ``[0, 100]``: for ``measured``, its upper confidence bound in pp.
+        confidence: one-sided level of that bound (Bonferroni-split over a round's candidates).
         warmup: epochs of full-precision training before the first decision.
         interval: epochs between decisions.
         reversible: let a binary layer return to full precision (estimate > threshold*(1+hysteresis)).
@@ -220,7 +316,7 @@ class BinarizationPolicy:
         budget: target storage reduction in (0, 1); replaces the threshold when given.
         binarize_first, binarize_classifier: make the first conv / the classifier candidates too.
         last_decision_epoch: no decision after this epoch (the trainer passes ``epochs - freeze_last``).
-        seed: draws the ``random`` subset.
+        seed, draw: the ``random`` subset is draw ``draw`` of the family shuffled with ``seed``.
 
     Example:
         >>> from albsnn.models import build_model
@@ -236,6 +332,7 @@ class BinarizationPolicy:
         *,
         mode: str = "adaptive",
         threshold: float = 0.5,
+        confidence: float = DEFAULT_CONFIDENCE,
         warmup: int = 2,
         interval: int = 1,
         reversible: bool = False,
@@ -245,6 +342,7 @@ class BinarizationPolicy:
         binarize_classifier: bool = False,
         last_decision_epoch: int | None = None,
         seed: int = 0,
+        draw: int = 0,
     ) -> None:
         lo, hi = THRESHOLD_RANGE
         if mode not in POLICY_MODES:
@@ -254,6 +352,8 @@ class BinarizationPolicy:
                 f"threshold must be in [{lo:g}, {hi:g}] (percent: pp of accuracy for 'measured'), "
                 f"but got {threshold=}"
             )
+        if not 0 < confidence < 1:
+            raise ConfigError(f"confidence must be in (0, 1), but got {confidence=}")
         if warmup < 0:
             raise ConfigError(f"warmup must be >= 0 epochs, but got {warmup=}")
         if interval < 1:
@@ -262,13 +362,18 @@ class BinarizationPolicy:
             raise ConfigError(f"hysteresis must be >= 0, but got {hysteresis=}")
         if budget is not None and not 0 < budget < 1:
             raise ConfigError(f"budget (target storage reduction) must be in (0, 1), but got {budget=}")
-        if mode == "random" and budget is None:
+        if mode in _MATCHED_MODES and budget is None:
             raise ConfigError(
-                "binarize=random needs a budget (storage reduction in (0, 1)), e.g. --budget 0.5"
+                f"binarize={mode} needs a budget (storage reduction in (0, 1)), e.g. --budget 0.5"
             )
+        if draw < 0:
+            raise ConfigError(f"draw must be >= 0, but got {draw=}")
+        if draw and mode != "random":
+            raise ConfigError(f"draw selects a random subset; binarize={mode} has none, but got {draw=}")
         self.estimator = estimator
         self.mode = mode
         self.threshold = threshold
+        self.confidence = confidence
         self.warmup = warmup
         self.interval = interval
         self.reversible = reversible
@@ -278,7 +383,9 @@ class BinarizationPolicy:
         self.binarize_classifier = binarize_classifier
         self.last_decision_epoch = last_decision_epoch
         self.seed = seed
+        self.draw = draw
         self.history: list[HistoryEntry] = []
+        self.decisions: list[Decision] = []
 
     def candidates(self, model: nn.Module) -> dict[str, BinaryLayer]:
         """Switchable layers the policy may binarize (first conv and classifier opt-in)."""
@@ -294,29 +401,43 @@ class BinarizationPolicy:
         for layer in self.candidates(model).values():
             layer.set_binary(self.mode == "all")
 
+    def check(self, model: nn.Module, reduction: Callable[[nn.Module], float]) -> None:
+        """Refuse, before any training, a budget no subset meets or a draw the family does not have."""
+        if self.budget is None or self.mode not in ("adaptive", *_MATCHED_MODES):
+            return
+        family = self._matched(model, self.candidates(model), reduction)
+        if self.mode == "random" and self.draw >= len(family):
+            raise ConfigError(
+                f"draw {self.draw}: the storage-matched family at budget {self.budget:g} holds only "
+                f"{len(family)} subset(s) ({_names(family)}); use draws 0..{len(family) - 1}"
+            )
+
     def is_decision_epoch(self, epoch: int) -> bool:
-        if self.mode not in ("adaptive", "random"):
+        if self.mode not in ("adaptive", *_MATCHED_MODES):
             return False
         if self.last_decision_epoch is not None and epoch > self.last_decision_epoch:
             return False
         first = max(self.warmup, 1)
-        if self.mode == "random" or self.budget is not None and not self.reversible:
+        if self.mode in _MATCHED_MODES or self.budget is not None and not self.reversible:
             return epoch == first  # a storage-matched subset is chosen once
 
         return epoch >= first and (epoch - self.warmup) % self.interval == 0
 
     def step(self, epoch: int, model: nn.Module, reduction: Callable[[nn.Module], float]) -> list[str]:
-        """Score every candidate after ``epoch`` (1-based), decide, record; returns binary layers."""
+        """Decide after ``epoch`` (1-based) if it is a decision epoch, record; returns binary layers."""
         layers = self.candidates(model)
-        estimates = self._estimates(layers)
         decide = self.is_decision_epoch(epoch)
-        if decide and self.mode == "random":
-            self._apply_subset(layers, self._draw(self._matched(model, layers, reduction)))
+        # Estimates only where they decide (or describe a control's choice): `all`/`none` never pay.
+        estimates = self._estimates(layers) if decide else dict.fromkeys(layers, math.nan)
+        if decide and self.mode in _MATCHED_MODES:
+            self._apply_subset(layers, self._choose(model, layers, reduction))
         elif decide and self.budget is not None:
             family = self._matched(model, layers, reduction)
             self._apply_subset(layers, min(family, key=lambda s: (_cost(s, estimates), s)))
         elif decide:
             estimates = self._greedy(layers, estimates)
+        if decide:
+            self._record_decision(epoch, layers, estimates)
         for name, layer in layers.items():
             self.history.append(HistoryEntry(epoch, name, estimates[name], layer.is_binary, decide))
         return [n for n, m in layers.items() if m.is_binary]
@@ -324,32 +445,36 @@ class BinarizationPolicy:
     def _estimates(self, layers: dict[str, BinaryLayer]) -> dict[str, float]:
         return {n: self.estimator.estimate(n, m) for n, m in layers.items()}
 
+    def _record_decision(self, epoch: int, layers: dict[str, BinaryLayer], estimates: dict) -> None:
+        binary = [n for n, m in layers.items() if m.is_binary]
+        cost = self.estimator.cost(binary, layers, self.confidence)
+        summed = _cost(tuple(binary), estimates)
+        self.decisions.append(Decision(epoch, binary, cost.mean, cost.upper, summed))
+
     def _greedy(self, layers: dict[str, BinaryLayer], estimates: dict[str, float]) -> dict[str, float]:
-        """Binarize the safest layer under the threshold, re-estimate the rest, repeat."""
+        """Add the layer whose binary set has the lowest cost bound while that bound is <= threshold."""
         if self.reversible:
             for name, layer in layers.items():
                 if layer.is_binary and estimates[name] > self.threshold * (1 + self.hysteresis):
                     layer.set_binary(False)
+        binary = [n for n, m in layers.items() if m.is_binary]
         while True:
-            open_ = [n for n, m in layers.items() if not m.is_binary and _known(estimates[n])]
+            open_ = [n for n in layers if n not in binary and _known(estimates[n])]
             if not open_:
                 return estimates
-            best = min(open_, key=lambda n: (estimates[n], n))
-            if estimates[best] > self.threshold:
+            # Bonferroni: the round takes the best of len(open_) bounds, so each is held to alpha/k.
+            level = 1 - (1 - self.confidence) / len(open_)
+            costs = {n: self.estimator.cost([*binary, n], layers, level) for n in open_}
+            best = min(open_, key=lambda n: (costs[n].upper, costs[n].mean, n))
+            if not costs[best].upper <= self.threshold:  # NaN (unknown) is never taken
                 return estimates
+            binary.append(best)
             layers[best].set_binary(True)
-            rest = {n: layers[n] for n in open_ if n != best}
-            estimates = {**estimates, **self._estimates(rest)}
 
-    def _matched(
+    def _gains(
         self, model: nn.Module, layers: dict[str, BinaryLayer], reduction: Callable[[nn.Module], float]
-    ) -> list[tuple[str, ...]]:
-        """The candidate subsets whose storage reduction is closest to the budget (storage is additive)."""
-        names = list(layers)
-        if len(names) > 20:
-            raise ConfigError(
-                f"budget/random modes enumerate layer subsets; {len(names)} candidates is too many"
-            )
+    ) -> tuple[float, dict[str, float]]:
+        """Storage reduction with every candidate full precision, and each candidate's own gain."""
         state = {n: m.is_binary for n, m in layers.items()}
         for layer in layers.values():
             layer.set_binary(False)
@@ -361,13 +486,49 @@ class BinarizationPolicy:
             layer.set_binary(False)
         for name, layer in layers.items():
             layer.set_binary(state[name])
+        return base, gain
+
+    def _matched(
+        self, model: nn.Module, layers: dict[str, BinaryLayer], reduction: Callable[[nn.Module], float]
+    ) -> list[tuple[str, ...]]:
+        """The candidate subsets whose storage reduction is closest to the budget (storage is additive)."""
+        names = list(layers)
+        if len(names) > 20:
+            raise ConfigError(
+                f"budget/random modes enumerate layer subsets; {len(names)} candidates is too many"
+            )
+        base, gain = self._gains(model, layers, reduction)
         subsets = [s for k in range(len(names) + 1) for s in itertools.combinations(names, k)]
-        dist = {s: abs(base + sum(gain[n] for n in s) - self.budget) for s in subsets}
+        reach = {s: base + sum(gain[n] for n in s) for s in subsets}
+        dist = {s: abs(reach[s] - self.budget) for s in subsets}
         best = min(dist.values())
+        if best > BUDGET_REACH:
+            reachable = ", ".join(f"{r:.3f}" for r in sorted(set(round(v, 3) for v in reach.values())))
+            raise ConfigError(
+                f"budget {self.budget:g}: no subset of the candidates {names} comes within "
+                f"{BUDGET_REACH:g} of it; their storage reductions are {reachable}"
+            )
         return [s for s in subsets if dist[s] <= best + BUDGET_TOLERANCE]
 
-    def _draw(self, family: list[tuple[str, ...]]) -> tuple[str, ...]:
-        return random.Random(self.seed).choice(sorted(family))
+    def _choose(
+        self, model: nn.Module, layers: dict[str, BinaryLayer], reduction: Callable[[nn.Module], float]
+    ) -> tuple[str, ...]:
+        """A control's subset of the storage-matched family."""
+        family = sorted(self._matched(model, layers, reduction))
+        depth = {n: i for i, n in enumerate(layers)}
+        if self.mode == "deepest":
+            return max(family, key=lambda s: sorted((depth[n] for n in s), reverse=True))
+        if self.mode == "largest":
+            _, gain = self._gains(model, layers, reduction)
+            size = {n: round(g, 9) for n, g in gain.items()}  # equal layers must tie exactly
+            return max(
+                family,
+                key=lambda s: (sorted((size[n] for n in s), reverse=True), sorted(-depth[n] for n in s)),
+            )
+        random.Random(self.seed).shuffle(family)  # one order per seed: draws 0..k-1 all differ
+        if self.draw >= len(family):
+            raise ConfigError(f"draw {self.draw}: the storage-matched family holds {len(family)} subsets")
+        return family[self.draw]
 
     def _apply_subset(self, layers: dict[str, BinaryLayer], subset: tuple[str, ...]) -> None:
         for name, layer in layers.items():
@@ -376,17 +537,30 @@ class BinarizationPolicy:
             else:
                 layer.set_binary(False)
 
+    def epoch_estimates(self, epoch: int) -> dict[str, float]:
+        """The estimates computed after ``epoch`` (empty where it did not decide)."""
+        return {h.layer: h.estimate for h in self.history if h.epoch == epoch and _known(h.estimate)}
+
     def last_estimates(self) -> dict[str, float]:
-        if not self.history:
-            return {}
-        last = self.history[-1].epoch
-        return {h.layer: h.estimate for h in self.history if h.epoch == last}
+        """The most recent estimates computed (the last decision epoch's)."""
+        for entry in reversed(self.history):
+            if _known(entry.estimate):
+                return self.epoch_estimates(entry.epoch)
+        return {}
 
     def state_dict(self) -> dict:
-        return {"history": [asdict(h) for h in self.history]}
+        return {
+            "history": [asdict(h) for h in self.history],
+            "decisions": [asdict(d) for d in self.decisions],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.history = [HistoryEntry(**h) for h in state["history"]]
+        self.decisions = [Decision(**d) for d in state.get("decisions", [])]
+
+
+def _names(family: list[tuple[str, ...]]) -> str:
+    return "; ".join("+".join(s) or "none" for s in family)
 
 
 def _known(value: float) -> bool:

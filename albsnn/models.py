@@ -20,6 +20,8 @@ cifar   64C3-128C3-P2-256C3-256C3-P2-512C3-     3x32x32    10          9,233,866
 dvs     64C3-P2-128C3-P2-256C3-P2-256C3-P2-GAP  2x34x34    10          965,002
 fmnist  64C3-P2-128C3-P2-256C3-256C3-P2-GAP     1x28x28    10          964,426
 _fast
+fmnist  128C3-128C3-P2-128C3-128C3-P2-128C3-    1x28x28    10          742,794
+_const  128C3-GAP
 ======  ======================================  =========  ==========  ==========
 
 (BN parameters and running statistics included; ``tests/test_models.py`` checks these numbers.)
@@ -63,6 +65,7 @@ _ARCHS: dict[str, list[int | str]] = {
     "cifar": [64, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
     "dvs": [64, "M", 128, "M", 256, "M", 256, "M"],
     "fmnist_fast": [64, "M", 128, "M", 256, 256, "M"],
+    "fmnist_const": [128, 128, "M", 128, 128, "M", 128, 128],
 }
 
 
@@ -311,6 +314,18 @@ def fmnist_fast(c: ModelConfig) -> SpikingNet:
     "Time to accuracy"). Ours, for that budget; not the paper's network.
     """
     return _build(c, _ARCHS["fmnist_fast"])
+
+
+@register_model
+def fmnist_const(c: ModelConfig) -> SpikingNet:
+    """128C3-128C3-P2-128C3-128C3-P2-128C3-128C3-GAP: five candidates of one size at 28/14/7 px.
+
+    Why: a layer-choice study needs a storage-matched family of many *different* subsets. Here every
+    candidate (conv2-conv6) has the same storage, so a budget of two layers matches ten subsets that
+    differ in depth and resolution, and "which layers" is the only thing that varies. Ours, for the
+    study (docs/results.md); not the paper's network.
+    """
+    return _build(c, _ARCHS["fmnist_const"])
 
 
 @register_model

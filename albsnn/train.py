@@ -23,6 +23,7 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from albsnn.data import DEFAULT_VAL_FRACTION, VAL_FRACTION_RANGE, DatasetSplits,
 from albsnn.data.loader import TensorLoader
 from albsnn.errors import ConfigError
 from albsnn.estimator import (
+    DEFAULT_CONFIDENCE,
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
     POLICY_MODES,
@@ -61,6 +63,7 @@ from albsnn.interval import Interval, check_in_range
 from albsnn.metrics import ESTIMATOR_CHECK, LEARNING_RATE
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
+from albsnn.storage import fp32_bytes, storage_bytes
 
 __all__ = ["TrainConfig", "Callback", "Trainer", "fit", "get_lr", "CONFIG_GROUPS", "OPTIMIZERS", "SCHEDULES"]
 
@@ -158,14 +161,18 @@ class TrainConfig:
         "spike_after_pool"
     )  # pool potentials, then spike (T=1: same spikes)
     # accuracy loss estimator / binarization policy
-    binarize: str = _param("estimator", "adaptive", choices=POLICY_MODES)  # adaptive | random | all | none
+    # adaptive | random | deepest | largest | all | none
+    binarize: str = _param("estimator", "adaptive", choices=POLICY_MODES)
     # measured | weight-error | taylor
     estimator: str = _param("estimator", DEFAULT_ESTIMATOR, choices=tuple(ESTIMATORS))
-    # percent scale [0, 100]; measured: the most val accuracy (pp) a layer may cost
+    # percent scale [0, 100]; measured: the most val accuracy (pp) the whole binary set may cost,
+    # as an upper confidence bound at `confidence` (docs/method.md, "The decision rule")
     threshold: float = _param("estimator", 0.5, range=_THRESHOLD)
+    confidence: float = _param("estimator", DEFAULT_CONFIDENCE, range="(0, 1)")
     warmup: int = _param("estimator", 2, range="[0, inf)")  # epochs before the first decision
     interval: int = _param("estimator", 1, range="[1, inf)")  # epochs between decisions
-    # no decisions in the last epochs: every switched layer is trained before export
+    # no decisions in the last epochs: every switched layer is trained before export (a run too short
+    # for any decision trains in full precision and says so)
     freeze_last: int = _param("estimator", 1, range="[1, inf)")
     # validation samples the measured estimator evaluates per state
     calibration_size: int = _param("estimator", 1000, range="[1, inf)")
@@ -175,6 +182,8 @@ class TrainConfig:
     hysteresis: float = _param("estimator", 0.2, range="[0, inf)")
     # target storage reduction in (0, 1); replaces the threshold; random needs it
     budget: float | None = _param("estimator", None, range="(0, 1)")
+    # which random subset: draws 0..k-1 of one seed are k different members of the matched family
+    draw: int = _param("estimator", 0, range="[0, inf)")
     binarize_first: bool = _param("estimator", False)
     binarize_classifier: bool = _param("estimator", False)
     # binary weight optimization
@@ -215,11 +224,6 @@ class TrainConfig:
                 check_in_range(f.name, value, f.metadata["range"])
         checks = [
             (
-                self.binarize not in ("adaptive", "random") or self.freeze_last < self.epochs,
-                f"freeze_last must be < epochs (decisions need an epoch to train in), but got "
-                f"freeze_last={self.freeze_last}, epochs={self.epochs}",
-            ),
-            (
                 not (self.readout == "rate" and self.time_steps == 1),
                 "readout=rate needs time_steps >= 2 (at T=1 logits are 0/1 spikes and argmax ties "
                 "favour class 0); use readout=membrane",
@@ -258,6 +262,7 @@ class TrainConfig:
             get_estimator(self.estimator),
             mode=self.binarize,
             threshold=self.threshold,
+            confidence=self.confidence,
             warmup=self.warmup,
             interval=self.interval,
             reversible=self.reversible,
@@ -267,6 +272,7 @@ class TrainConfig:
             binarize_classifier=self.binarize_classifier,
             last_decision_epoch=self.epochs - self.freeze_last,
             seed=self.seed,
+            draw=self.draw,
         )
 
     def make_trigger(self) -> Trigger:
@@ -403,8 +409,18 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         # the training forward; evaluation and BN re-estimation run the eager model
         self.train_forward = torch.compile(self.model) if c.compile else self.model
+        self.notes: list[str] = []  # one line each, for the user: printed to stderr and in the result
         self.policy = c.make_policy()
+        full = fp32_bytes(self.model)
+        self.policy.check(self.model, lambda m: 1 - storage_bytes(m) / full)  # before any training
         self.policy.start(self.model)
+        if c.binarize not in ("all", "none") and not any(
+            self.policy.is_decision_epoch(e) for e in range(1, c.epochs + 1)
+        ):
+            self._note(
+                f"binarize={c.binarize} never decides in {c.epochs} epoch(s) (warm-up {c.warmup}, "
+                f"freeze_last {c.freeze_last}): this run trains in full precision"
+            )
         self.trigger = c.make_trigger()
         self.optimizer = self._make_optimizer()
         s = self.splits
@@ -446,22 +462,34 @@ class Trainer:
         keep = keep.to(x.device)
         return list(TensorLoader(x[keep], y[keep], batch, device=self.device))
 
+    def _note(self, message: str) -> None:
+        self.notes.append(message)
+        print(f"albsnn: {message}", file=sys.stderr, flush=True)
+
     def _make_probe(self, calibration_size: int) -> CalibrationProbe:
         from albsnn.data import stratified_subset
 
-        s = self.splits
+        s, n_val = self.splits, len(self.splits.val_y)
         # One batch: BN re-estimation averages per-batch statistics, so its batching changes the model.
         bn = self._batches(s.train_x, s.train_y, stratified_subset(s.train_y, BN_SAMPLES, seed=0), BN_SAMPLES)
+        if self.config.estimator_check and calibration_size >= n_val:
+            # The check must measure on samples the estimator never saw: split validation in two.
+            calibration_size = n_val // 2
+            self._note(
+                f"validation has {n_val} samples, not more than calibration_size "
+                f"{self.config.calibration_size}: the estimator calibrates on {calibration_size} of them "
+                f"and the estimator check measures on the other {n_val - calibration_size}"
+            )
         self.calibration_index = stratified_subset(s.val_y, calibration_size, seed=0)
         calibration = self._batches(s.val_x, s.val_y, self.calibration_index, self.eval_batch)
         return CalibrationProbe(self.model, bn, calibration, self._eval_inputs)
 
     def _holdout_probe(self) -> CalibrationProbe:
-        """The validation samples the measured estimator never saw (all of them if it saw all)."""
+        """The validation samples the measured estimator never saw (disjoint by construction)."""
         s = self.splits
         rest = torch.ones(len(s.val_y), dtype=torch.bool)
         rest[self.calibration_index] = False
-        keep = rest.nonzero().flatten() if rest.any() else torch.arange(len(s.val_y))
+        keep = rest.nonzero().flatten()
         return CalibrationProbe(
             self.model,
             self.probe.bn_batches,
@@ -559,8 +587,6 @@ class Trainer:
 
     # ---- the run ---------------------------------------------------------------------------------
     def fit(self) -> dict:
-        from albsnn.storage import fp32_bytes, storage_bytes
-
         c = self.config
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -594,7 +620,7 @@ class Trainer:
                 "storage_reduction": 1 - size / full,
                 "binarized_layers": binary,
                 "num_binarized": len(binary),
-                "estimates": self.policy.last_estimates(),
+                "estimates": self.policy.epoch_estimates(self.epoch),
                 "firing_rates": rates,
                 "epoch_seconds": seconds,
                 LEARNING_RATE: self.optimizer.param_groups[-1]["lr"],
@@ -681,6 +707,8 @@ class Trainer:
             "best_val_accuracy": best["val_accuracy"],
             "best_epoch_test_accuracy": best["test_accuracy"],
             ESTIMATOR_CHECK: last.get(ESTIMATOR_CHECK),
+            "decisions": [dataclasses.asdict(d) for d in self.policy.decisions],
+            "notes": self.notes,
             "arch": self.model.config.arch,
             "dataset": self.config.dataset,
             "time_steps": self.config.time_steps,

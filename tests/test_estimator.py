@@ -81,8 +81,9 @@ def test_decisions_start_after_warmup_every_interval(warmup, interval, decision_
 def test_reversible_layer_returns_to_full_precision_above_hysteresis():
     net = _model_with_harmless_and_destructive_layers()
     net.conv3.set_binary(True)
-    # conv3's estimate (~50%) exceeds 10 * (1 + 0.2): it goes back; without reversible it stays.
-    for reversible, expected in ((True, ["conv2"]), (False, ["conv2", "conv3"])):
+    # conv3's estimate (~50%) exceeds 10 * (1 + 0.2): it goes back; without reversible it stays, and
+    # the cap then binds: the set {conv3} already costs more than the threshold, so conv2 is not added.
+    for reversible, expected in ((True, ["conv2"]), (False, ["conv3"])):
         net.conv3.set_binary(True)
         net.conv2.set_binary(False)
         policy = BinarizationPolicy(WeightError(), threshold=10.0, warmup=1, reversible=reversible)
@@ -152,10 +153,20 @@ def test_random_mode_without_budget_is_refused():
         BinarizationPolicy(WeightError(), mode="random")
 
 
-def test_budget_that_cannot_be_met_binarizes_every_candidate():
+def test_budget_above_every_subset_but_within_reach_binarizes_every_candidate():
     net = _model_with_harmless_and_destructive_layers()
-    policy = BinarizationPolicy(WeightError(), budget=0.99, warmup=1)
+    policy = BinarizationPolicy(WeightError(), budget=0.99, warmup=1)  # all three: 0.943
     assert policy.step(1, net, _reduction(net)) == ["conv2", "conv3", "conv4"]
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "random", "deepest", "largest"])
+def test_budget_no_subset_comes_near_is_refused_before_training(mode):
+    # tiny's subsets reduce storage by 0, .07, .29, .36, .58, .65, .87, .94: 0.47 is > BUDGET_REACH
+    # from each, so no layer set "meets" it; the check names the reachable values.
+    net = build_model(arch="tiny")
+    policy = BinarizationPolicy(WeightError(), mode=mode, budget=0.47, warmup=1)
+    with pytest.raises(ConfigError, match=r"budget 0.47: no subset .* 0\.362, 0\.581"):
+        policy.check(net, _reduction(net))
 
 
 def test_first_conv_and_classifier_are_candidates_only_on_request():
@@ -240,36 +251,163 @@ def test_measured_ranks_harmless_below_destructive_and_equals_the_direct_drop():
 
 
 class _ScriptedProbe(Probe):
-    """Accuracy as a function of which of conv2/conv3 are binary: each alone costs < 1 pp, together 4."""
+    """Per-sample outcomes on 1,000 calibration samples as a function of which of conv2/conv3 are
+    binary. ``flips[state] = (worse, better)``: samples the full-precision net gets right and this state
+    wrong, and the reverse (full precision: the first 900 right)."""
 
-    ACC = {(False, False): 0.90, (True, False): 0.895, (False, True): 0.892, (True, True): 0.86}
+    N, RIGHT = 1000, 900
 
-    def __init__(self, net):
-        self.net = net
-        self.calls = 0
+    def __init__(self, net, flips):
+        self.net, self.flips, self.calls = net, flips, 0
 
     def state(self):
         return (self.net.conv2.is_binary, self.net.conv3.is_binary)
 
-    def __call__(self):
+    def outcomes(self):
         self.calls += 1
-        return self.ACC[self.state()]
+        worse, better = self.flips.get(self.state(), (0, 0))
+        out = torch.arange(self.N) < self.RIGHT
+        out[:worse] = False
+        out[self.RIGHT : self.RIGHT + better] = True
+        return out
 
 
-def test_greedy_decision_re_estimates_after_each_binarization():
-    # conv2 alone costs 0.5 pp and conv3 alone 0.8 pp: both are under a 1 pp threshold on their own.
-    # Once conv2 is binary, conv3 costs 3.5 pp: re-estimated in the new state, it stays full precision.
+def _two_layer_policy(flips, **kwargs):
+    """conv2/conv3 of tiny as the only candidates, measured by a scripted probe."""
     net = build_model(arch="tiny")
-    net.conv4.weight.requires_grad_(False)
-    probe = _ScriptedProbe(net)
+    probe = _ScriptedProbe(net, flips)
     est = Measured()
     est.bind(probe)
-    policy = BinarizationPolicy(est, threshold=1.0, warmup=1)
+    policy = BinarizationPolicy(est, warmup=1, **kwargs)
     layers = {n: m for n, m in policy.candidates(net).items() if n != "conv4"}
     policy.candidates = lambda model: layers
+    return policy, net, probe
+
+
+@pytest.mark.parametrize(
+    "flips, taken",
+    [
+        # conv2: 8 samples lost, 5 gained: a 0.3 pp point drop under the 0.5 pp threshold, but 13
+        # discordant samples of 1,000 leave its upper bound near 0.9 pp: inside the noise, not taken.
+        ({(True, False): (8, 5), (False, True): (40, 0)}, []),
+        # the same point drop with no sample gained: the bound is the drop itself, 0.3 pp: taken.
+        ({(True, False): (3, 0), (False, True): (40, 0), (True, True): (40, 0)}, ["conv2"]),
+        # identical predictions: cost 0, taken.
+        ({(True, False): (0, 0), (False, True): (40, 0), (True, True): (40, 0)}, ["conv2"]),
+    ],
+)
+def test_a_layer_is_taken_only_when_the_bound_on_its_cost_is_under_the_threshold(flips, taken):
+    policy, net, _ = _two_layer_policy(flips, threshold=0.5)
+    assert policy.step(1, net, lambda m: 0.0) == taken
+
+
+def test_the_cap_binds_on_the_binary_set_measured_jointly():
+    # Each layer alone costs 0.2 pp (2 samples lost, bound 0.2 pp); together they lose 8 (0.8 pp).
+    # A per-layer threshold of 0.5 pp would take both, one sub-threshold step at a time; the cap on
+    # the set against full precision takes one.
+    flips = {(True, False): (2, 0), (False, True): (2, 0), (True, True): (8, 0)}
+    policy, net, probe = _two_layer_policy(flips, threshold=0.5)
     assert policy.step(1, net, lambda m: 0.0) == ["conv2"]
-    assert policy.last_estimates()["conv3"] == pytest.approx(100 * (0.895 - 0.86))
+    decision = policy.decisions[-1]
+    assert (decision.layers, decision.cost, decision.upper) == (
+        ["conv2"],
+        pytest.approx(0.2),
+        pytest.approx(0.2),
+    )
     assert probe.calls == 4  # one measurement per distinct state: the cache serves the rest
+
+
+def test_the_cap_is_against_full_precision_across_decision_epochs():
+    # Epoch 2 adds nothing to a set that already costs the threshold: the sum cannot creep upwards.
+    flips = {(True, False): (5, 0), (False, True): (1, 0), (True, True): (6, 0)}
+    policy, net, _ = _two_layer_policy(flips, threshold=0.55, confidence=0.5)
+    assert policy.step(1, net, lambda m: 0.0) == ["conv3"]  # conv2 alone: 0.5 pp; with conv3: 0.6
+    for epoch in (2, 3):
+        policy.estimator.on_epoch_start()
+        policy.step(epoch, net, lambda m: 0.0)
+    assert all(d.cost <= 0.55 for d in policy.decisions)
+
+
+@pytest.mark.parametrize(
+    "worse, better, n", [(0, 1, 144), (1, 0, 144), (3, 1, 1000), (10, 10, 500), (7, 0, 50)]
+)
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_upper_bound_is_the_clopper_pearson_bound_on_the_discordant_split(worse, better, n, confidence):
+    from scipy.stats import binomtest
+
+    from albsnn.estimator import upper_bound
+
+    m = worse + better
+    # scipy's two-sided exact interval at 1 - 2*alpha has the one-sided upper bound at 1 - alpha.
+    p_hi = binomtest(worse, m).proportion_ci(confidence_level=2 * confidence - 1, method="exact").high
+    assert upper_bound(worse, better, n, confidence) == pytest.approx(100 * m * (2 * p_hi - 1) / n, rel=1e-6)
+    assert upper_bound(worse, better, n, confidence) >= 100 * (worse - better) / n
+
+
+def test_upper_bound_without_discordant_samples_is_zero():
+    from albsnn.estimator import upper_bound
+
+    assert upper_bound(0, 0, 144) == 0.0
+
+
+class _CountingEstimator(WeightError):
+    calls = 0
+
+    def estimate(self, name, layer):
+        type(self).calls += 1
+        return super().estimate(name, layer)
+
+
+@pytest.mark.parametrize("mode, budget", [("all", None), ("none", None), ("adaptive", None), ("random", 0.5)])
+def test_estimates_are_computed_only_on_decision_epochs(mode, budget):
+    net = build_model(**FMNIST_DEEP)
+    est = _CountingEstimator()
+    _CountingEstimator.calls = 0
+    policy = BinarizationPolicy(est, mode=mode, budget=budget, warmup=2, threshold=0.0)
+    for epoch in range(1, 5):
+        before = _CountingEstimator.calls
+        policy.step(epoch, net, _reduction(net))
+        assert (_CountingEstimator.calls > before) == policy.is_decision_epoch(epoch), epoch
+    assert [d.epoch for d in policy.decisions] == [e for e in range(1, 5) if policy.is_decision_epoch(e)]
+
+
+FMNIST_CONST = dict(arch="fmnist_const", input_size=(28, 28), width=0.25)
+
+
+@pytest.mark.parametrize("mode, expected", [("deepest", ["conv5", "conv6"]), ("largest", ["conv2", "conv3"])])
+def test_static_controls_pick_what_they_say_from_the_matched_family(mode, expected):
+    # fmnist_const: five equal candidates, budget 0.4 = two of them (ten subsets). deepest takes the two
+    # deepest; largest ties on size everywhere and breaks ties by the shallowest.
+    net = build_model(**FMNIST_CONST)
+    policy = BinarizationPolicy(WeightError(), mode=mode, budget=0.4, warmup=1)
+    assert policy.step(1, net, _reduction(net)) == expected
+
+
+def test_largest_prefers_larger_layers_when_sizes_differ():
+    net = build_model(arch="tiny")  # conv4 (64x64) > conv3 (32x64) > conv2 (16x32)
+    policy = BinarizationPolicy(WeightError(), mode="largest", budget=0.58, warmup=1)
+    assert policy.step(1, net, _reduction(net)) == ["conv4"]
+
+
+def test_random_draws_of_one_seed_are_different_members_of_the_family():
+    subsets = []
+    for draw in range(10):
+        net = build_model(**FMNIST_CONST)
+        policy = BinarizationPolicy(WeightError(), mode="random", budget=0.4, warmup=1, seed=3, draw=draw)
+        subsets.append(tuple(policy.step(1, net, _reduction(net))))
+    assert len(set(subsets)) == 10 and all(len(s) == 2 for s in subsets)
+
+
+def test_more_draws_than_the_family_has_subsets_is_refused():
+    net = build_model(**FMNIST_CONST)
+    policy = BinarizationPolicy(WeightError(), mode="random", budget=0.4, warmup=1, draw=10)
+    with pytest.raises(ConfigError, match=r"draw 10: .* holds only 10 subset\(s\).*draws 0\.\.9"):
+        policy.check(net, _reduction(net))
+
+
+def test_a_draw_outside_random_mode_is_refused():
+    with pytest.raises(ConfigError, match="draw"):
+        BinarizationPolicy(WeightError(), mode="deepest", budget=0.4, draw=1)
 
 
 def test_measured_without_a_probe_is_unknown_and_binarizes_nothing():

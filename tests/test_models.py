@@ -10,6 +10,7 @@ SHAPES = {
     "fmnist": (1, 28, 28),
     "fmnist_deep": (1, 28, 28),
     "fmnist_fast": (1, 28, 28),
+    "fmnist_const": (1, 28, 28),
     "cifar": (3, 32, 32),
     "dvs": (2, 34, 34),
 }
@@ -21,6 +22,7 @@ DOCUMENTED = {
     "cifar": 9_233_866,
     "dvs": 965_002,
     "fmnist_fast": 964_426,
+    "fmnist_const": 742_794,
 }
 
 

@@ -127,7 +127,10 @@ BAD = [
     (["--val-fraction", "0.6"], "val_fraction must be in (0, 0.5]"),
     (["--val-fraction", "0"], "val_fraction must be in (0, 0.5]"),
     (["--val-fraction", "0.001"], "fewer than its 10 classes"),
-    (["--freeze-last", "2"], "freeze_last must be < epochs"),
+    (["--binarize", "deepest"], "binarize=deepest needs a budget"),
+    (["--binarize", "random", "--budget", "0.47"], "budget 0.47: no subset of the candidates"),
+    (["--binarize", "random", "--budget", "0.58", "--draw", "1"], "draw 1: the storage-matched family"),
+    (["--confidence", "1"], "confidence must be in (0, 1)"),
     (["--binarize", "random"], "binarize=random needs a budget"),
     (["--readout", "rate", "--time-steps", "1"], "readout=rate needs time_steps >= 2"),
     (["--budget", "1.5"], "budget"),
@@ -153,6 +156,15 @@ def test_bad_train_arguments_give_one_line_and_exit_2(args, message, capsys, tmp
     assert message in err
     assert "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_one_epoch_smoke_run_trains_and_says_it_never_decides(capsys, tmp_path):
+    # The first thing many users type: it runs, and says in one line why nothing was binarized.
+    code = main(["train", "--epochs", "1", "--out", str(tmp_path / "x"), "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1])["binarized_layers"] == []
+    assert "binarize=adaptive never decides in 1 epoch(s)" in captured.err
 
 
 def test_unknown_config_key_is_named():

@@ -37,6 +37,7 @@ from albsnn.errors import ConfigError, DataError
 from albsnn.interval import check_in_range
 
 __all__ = [
+    "TEST_SUBSET_SEED",
     "DatasetInfo",
     "DatasetSplits",
     "DatasetStatus",
@@ -120,6 +121,7 @@ _STATUS: dict[str, StatusFn] = {}
 _FETCH: dict[str, FetchFn] = {}
 _PASSED_THROUGH = ("limit_train", "limit_test", "seed")  # given to loaders that declare them
 VAL_SPLIT_SEED = 0  # one validation split per dataset, whatever the run's seed: runs stay paired
+TEST_SUBSET_SEED = 0  # one `limit_test` subset whatever the run's seed: every seed is scored on it
 DEFAULT_VAL_FRACTION = 0.1
 VAL_FRACTION_RANGE = "(0, 0.5]"  # at most half of train is held out
 
@@ -285,7 +287,7 @@ def load_dataset(
         keep = stratified_subset(splits.train_y, limit_train, seed)
         splits = replace(splits, train_x=splits.train_x[keep], train_y=splits.train_y[keep])
     if limit_test:
-        keep = stratified_subset(splits.test_y, limit_test, seed)
+        keep = stratified_subset(splits.test_y, limit_test, TEST_SUBSET_SEED)
         splits = replace(splits, test_x=splits.test_x[keep], test_y=splits.test_y[keep])
     return splits
 

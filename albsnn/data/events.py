@@ -41,7 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albsnn.data import DatasetInfo, DatasetSplits, DatasetStatus, register_dataset, stratified_subset
+from albsnn.data import (
+    TEST_SUBSET_SEED,
+    DatasetInfo,
+    DatasetSplits,
+    DatasetStatus,
+    register_dataset,
+    stratified_subset,
+)
 from albsnn.data.files import Archive, atomic_write, fetch_archive, folder_size, safe_extract
 from albsnn.data.transforms import EventTransform
 from albsnn.errors import ConfigError, DataError
@@ -474,7 +481,7 @@ def _load(
         fetch(meta, root)
     _require_folder(meta, folder)
     train, test = _sources(meta, folder, test_fraction, reader, spec)
-    train, test = _limit(train, limit_train, seed), _limit(test, limit_test, seed)
+    train, test = _limit(train, limit_train, seed), _limit(test, limit_test, TEST_SUBSET_SEED)
     store = FrameCache(cache_dir or default_cache_dir(root)) if cache else None
     train_x, train_y, train_meta = _frames(meta, folder, "train", train, spec, reader, store)
     test_x, test_y, test_meta = _frames(meta, folder, "test", test, spec, reader, store)

@@ -36,7 +36,15 @@ import tempfile
 from pathlib import Path
 
 from albsnn.errors import AlbsnnError
-from albsnn.report.ablation import AblationInfo, AblationRow, holm, paired_test
+from albsnn.report.ablation import (
+    AblationInfo,
+    AblationRow,
+    Contrast,
+    ContrastInfo,
+    holm,
+    paired_contrasts,
+    paired_test,
+)
 from albsnn.report.estimator_check import EstimatorCheckInfo, estimator_check
 from albsnn.report.info import ReportInfo, build_info
 from albsnn.report.pareto import HypervolumeInfo, ParetoInfo, ParetoPoint, hypervolume_2d, pareto_mask
@@ -54,11 +62,14 @@ __all__ = [
     "HypervolumeInfo",
     "AblationInfo",
     "AblationRow",
+    "Contrast",
+    "ContrastInfo",
     "EstimatorCheckInfo",
     "estimator_check",
     "pareto_mask",
     "hypervolume_2d",
     "paired_test",
+    "paired_contrasts",
     "holm",
 ]
 

@@ -168,17 +168,6 @@ def plot_pareto(info: ReportInfo):
     )
     _test_marks(ax, xs, front)
     _confirmed(ax, info)
-    for x, y, text, _ in groups:
-        ax.annotate(
-            text,
-            (x, 100 * y),
-            xytext=(5, 5),
-            textcoords="offset points",
-            fontsize=8,
-            color="#1f3f73",
-            fontweight="bold",
-            zorder=4,
-        )
     ax.axhline(100 * hv.reference_accuracy, color=_REF, linestyle=":", linewidth=1)
     ax.axvline(hv.reference_bytes, color=_REF, linestyle=":", linewidth=1)
     ax.annotate(
@@ -190,19 +179,35 @@ def plot_pareto(info: ReportInfo):
         fontsize=7,
         color=_REF,
     )
+    low, high = _accuracy_limits(_plotted_accuracies(info))
+    below = [d for d in dom if 100 * d.val_accuracy < low]
+    if below:  # zoomed past them: a mark on the bottom edge, counted in the key
+        ax.scatter(
+            [d.storage_bytes for d in below],
+            [low + 0.015 * (high - low)] * len(below),
+            marker="v",
+            s=22,
+            facecolor="none",
+            edgecolor=_GREY,
+            label=f"dominated, below the axis ({len(below)})",
+            zorder=2,
+        )
     if p.published is not None:
         pub = p.published
+        y = 100 * pub.accuracy
+        where = " (above the axis)" if y > high else " (below the axis)" if y < low else ""
         ax.axhline(
-            100 * pub.accuracy,
+            y,
             color=_PAPER,
             linestyle="--",
             linewidth=1.2,
-            label=f"paper: {100 * pub.accuracy:.2f}% (T={pub.time_steps}, "
-            f">{100 * pub.min_storage_reduction:.0f}% smaller; its own network)",
+            label=f"paper: {y:.2f}% (T={pub.time_steps}, "
+            f">{100 * pub.min_storage_reduction:.0f}% smaller; its own network){where}",
         )
     ax.set_xscale("log")
     xmin = min(float(xs.min()), min((d.storage_bytes for d in dom), default=np.inf))
     ax.set_xlim(xmin / 1.5, hv.reference_bytes * 1.5)
+    ax.set_ylim(low, high)
     ax.set_xlabel("storage (bytes, log scale)")
     ax.set_ylabel("accuracy (%): validation (dots), test (x)")
     ax.set_title(f"{p.dataset}: validation accuracy vs storage (hypervolume {hv.normalized:.4f})")
@@ -218,7 +223,100 @@ def plot_pareto(info: ReportInfo):
         family="monospace",
         transform=text_ax.transAxes,
     )
+    _rank_labels(fig, ax, [(x, 100 * y, text) for x, y, text, _ in groups])
     return fig
+
+
+_LABEL_FONT = 8.0  # points
+_LABEL_OFFSET = (5.0, 5.0)  # points, up and right of the point
+
+
+def _plotted_accuracies(info: ReportInfo) -> list[float]:
+    """Accuracies (%) the zoomed Pareto axis must show: the front on validation and test, and the
+    confirmed candidates' mean ± std. Dominated runs below them, the chance line and the paper's
+    line do not stretch the axis."""
+    front = info.pareto.front
+    out = [100 * f.val_accuracy for f in front]
+    out += [100 * f.test_accuracy for f in front if f.test_accuracy is not None]
+    if info.confirmation is not None:
+        for r in info.confirmation.rows:
+            if np.isfinite(r.val_mean):
+                std = r.val_std if np.isfinite(r.val_std) else 0.0
+                out += [100 * (r.val_mean - std), 100 * (r.val_mean + std)]
+    return out
+
+
+def _accuracy_limits(values: list[float], margin: float = 0.08, min_pad: float = 0.5) -> tuple[float, float]:
+    """``(low, high)`` of an accuracy axis in %: the data range padded by ``margin`` of its span
+    (at least ``min_pad`` percentage points), kept within [0, 100] plus that pad."""
+    lo, hi = (min(values), max(values)) if values else (0.0, 100.0)
+    pad = max(margin * (hi - lo), min_pad)
+    return max(lo - pad, -pad), min(hi + pad, 100.0 + pad)
+
+
+def _spread_labels(
+    anchors: list[tuple[float, float]],
+    sizes: list[tuple[float, float]],
+    offset: tuple[float, float] = _LABEL_OFFSET,
+    gap: float = 1.0,
+) -> list[tuple[float, float]]:
+    """Offsets (points) of labels from their anchors (points) such that no two label boxes overlap.
+
+    Greedy, lowest anchor first: a label keeps ``offset`` when its box is free, else moves to the
+    free height nearest to it, just above or below a box already placed (the top of the highest
+    box is always free). Boxes are ``(width, height)`` in points, their lower-left corner at
+    anchor + offset; ``gap`` separates them.
+    """
+    placed: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1
+    out: list[tuple[float, float]] = [offset] * len(anchors)
+
+    def free(x0: float, y0: float, w: float, h: float) -> bool:
+        return not any(
+            x0 < b[2] + gap and b[0] < x0 + w + gap and y0 < b[3] + gap and b[1] < y0 + h + gap
+            for b in placed
+        )
+
+    for i in sorted(range(len(anchors)), key=lambda i: (anchors[i][1], anchors[i][0])):
+        (ax_, ay), (w, h) = anchors[i], sizes[i]
+        x0, want = ax_ + offset[0], ay + offset[1]
+        candidates = [want] + [b[3] + gap for b in placed] + [b[1] - gap - h for b in placed]
+        y0 = min((c for c in candidates if free(x0, c, w, h)), key=lambda c: (abs(c - want), c))
+        placed.append((x0, y0, x0 + w, y0 + h))
+        out[i] = (offset[0], y0 - ay)
+    return out
+
+
+def _label_size(text: str, fontsize: float = _LABEL_FONT) -> tuple[float, float]:
+    """A bold label's box in points, estimated (0.65 em per character, 1.25 em high): no renderer needed."""
+    return 0.65 * fontsize * len(text), 1.25 * fontsize
+
+
+def _rank_labels(fig, ax, labels: list[tuple[float, float, str]]) -> None:
+    """The front's ``#k`` labels, spread so none overlaps another; a label moved off its place gets a
+    leader line. Positions are computed in points after the layout is settled."""
+    if not labels:
+        return
+    fig.draw_without_rendering()  # settle the constrained layout so data -> points is final
+    to_points = 72.0 / fig.dpi
+    anchors = [tuple(to_points * ax.transData.transform((x, y))) for x, y, _ in labels]
+    offsets = _spread_labels(anchors, [_label_size(t) for *_, t in labels])
+    for (x, y, text), (dx, dy) in zip(labels, offsets, strict=True):
+        moved = abs(dy - _LABEL_OFFSET[1]) > 0.5 * _label_size(text)[1]
+        ann = ax.annotate(
+            text,
+            (x, y),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            fontsize=_LABEL_FONT,
+            color="#1f3f73",
+            fontweight="bold",
+            va="bottom",
+            zorder=4,
+            arrowprops=dict(arrowstyle="-", color="#1f3f73", linewidth=0.5, shrinkA=0, shrinkB=3)
+            if moved
+            else None,
+        )
+        ann.set_in_layout(False)  # the labels must not move the layout they were placed in
 
 
 def plot_hypervolume(info: ReportInfo):
@@ -447,49 +545,49 @@ def plot_importances(info: ReportInfo):
 
 
 def plot_ablation(info: ReportInfo):
-    """Mean ± std per configuration as points with error bars (not bars: the axis need not start at 0)."""
+    """Each non-baseline row's paired difference from the baseline: the mean of (row − baseline) over
+    the common seeds with its t confidence interval as error bars, the seeds' own differences as
+    dots, ± the detectable difference at the report's power as dashes, and a line at 0."""
     a = info.ablation
     if a is None:
         return None
-    rows = [r for r in a.rows if r.mean is not None]
+    base = a.baseline
+    rows = [r for r in a.rows if not r.baseline and r.paired_delta is not None]
     if not rows:
         return None
-    fig, (ax,) = _figure(8, 1.2 + 0.42 * len(rows))
-    for y, r in enumerate(rows):
-        color = "#444444" if r.baseline else _FRONT
+    fig, (ax,) = _figure(max(5.0, 1.6 + 1.1 * len(rows)), 4.6)
+    ax.axhline(0, color="#444444", linewidth=1, alpha=0.8)
+    for x, r in enumerate(rows):
+        color = _FRONT
+        d = 100 * r.paired_delta
+        err = None if r.ci_low is None else [[d - 100 * r.ci_low], [100 * r.ci_high - d]]
         ax.errorbar(
-            [100 * r.mean],
-            [y],
-            xerr=[100 * (r.std or 0)],
+            [x],
+            [d],
+            yerr=err,
             fmt="o",
             color=color,
-            capsize=4,
+            capsize=5,
             markersize=7,
             markerfacecolor="white" if r.flagged else color,
             markeredgewidth=1.5,
+            zorder=3,
         )
-        ax.scatter(
-            [100 * v for v in r.values.values()],
-            [y] * len(r.values),
-            marker="|",
-            s=90,
-            color=color,
-            alpha=0.6,
-        )
-    base = a.baseline
-    if base.mean is not None:
-        ax.axvline(100 * base.mean, color="#444444", linestyle="--", linewidth=1, alpha=0.7)
-    labels = [
-        ("(baseline) " if r.baseline else "")
-        + r.label
-        + (" †" if r.flagged else "")
-        + f"   n={r.n}/{r.expected}"
-        for r in rows
-    ]
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel("final test accuracy (%): mean ± std over seeds, ticks = seeds")
-    ax.set_title("Ablation (open marker †: missing or failed seeds)", fontsize=10)
+        diffs = [100 * (v - base.values[s]) for s, v in r.values.items() if s in base.values]
+        ax.scatter([x + 0.18] * len(diffs), diffs, s=12, color=color, alpha=0.5, zorder=2)
+        if r.mde is not None:
+            ax.scatter([x, x], [100 * r.mde, -100 * r.mde], marker="_", s=160, color=_REF, zorder=2)
+    labels = [f"{r.label}{' †' if r.flagged else ''}\nn={r.n_pairs} pairs" for r in rows]
+    ax.set_xticks(range(len(rows)), labels, fontsize=8, rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    conf, power = f"{100 * a.confidence:g}%", f"{100 * a.power:g}%"
+    ax.set_ylabel(f"test accuracy − baseline (pp): mean, {conf} CI; dots = seeds")
+    ax.set_title(
+        f"Paired difference from the baseline ({base.label}); grey dashes: ± difference detectable "
+        f"at {power} power (open marker †: missing or failed seeds)",
+        fontsize=9,
+        wrap=True,
+    )
     return fig
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from albsnn.report.ablation import AblationInfo, ablation_rows
+from albsnn.report.ablation import REPLICATE_FACTOR, AblationInfo, ablation_rows, config_label
 from albsnn.report.curves import (
     EstimatorHistoryInfo,
     LayerMapInfo,
@@ -345,7 +345,7 @@ def _label(
 
 
 def _config_label(levels: Mapping, digits: int = 6) -> str:
-    return ", ".join(f"{k}={_level(v, digits)}" for k, v in levels.items()) or "all runs"
+    return config_label(levels, digits)  # the ablation's merged rows use the same names
 
 
 # ---- the builder -------------------------------------------------------------------------------------
@@ -812,7 +812,13 @@ def _ablation(data, df, test: str, notes: list[str]):
     ]
     runs = [run for run in runs if run[1] is not None]
     info = ablation_rows(
-        list(configs.items()), runs, baseline=baseline, test=test, factors=factors, metric=REPORTED
+        list(configs.items()),
+        runs,
+        baseline=baseline,
+        test=test,
+        factors=factors,
+        metric=REPORTED,
+        replicate=REPLICATE_FACTOR if REPLICATE_FACTOR in factors else None,  # draws: averaged per seed
     )
     return info, part
 

@@ -54,6 +54,10 @@ def _p(x: float | None) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3g}"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "" if low is None else f" [{pct(low, sign=True)}, {pct(high, sign=True)}]"
+
+
 def _rho(x: float | None) -> str:
     return "–" if x is None else f"{x:+.2f}"
 
@@ -338,6 +342,12 @@ def _ablation(info: ReportInfo) -> Table | None:
         "failed_seeds",
         "values",
         "val_mean",
+        "paired_delta",
+        "ci_low",
+        "ci_high",
+        "mde",
+        "replicates",
+        "partial_seeds",
     )
     rows, cells = [], []
     for r in a.rows:
@@ -358,22 +368,38 @@ def _ablation(info: ReportInfo) -> Table | None:
                 " ".join(map(str, r.failed_seeds)),
                 " ".join(f"{k}:{v}" for k, v in r.values.items()),
                 r.val_mean,
+                r.paired_delta,
+                r.ci_low,
+                r.ci_high,
+                r.mde,
+                r.replicates,
+                " ".join(map(str, r.partial_seeds)),
             )
         )
         std = "–" if r.std is None else f"{100 * r.std:.2f}"
         mean = "–" if r.mean is None else f"{100 * r.mean:.2f}"
+        ci = pct(r.paired_delta, sign=True) + _interval(r.ci_low, r.ci_high)
         cells.append(
             (
                 ("(baseline) " if r.baseline else "") + r.label + (" †" if r.flagged else ""),
                 f"{mean} ± {std} ({r.n}/{r.expected})",
                 pct(r.val_mean),
                 "–" if r.baseline else pct(r.delta, sign=True),
+                "–" if r.baseline else ci,
                 "–" if r.baseline else _p(r.p_value),
                 "–" if r.baseline else _p(r.p_holm),
+                "–" if r.baseline or r.mde is None else f"±{100 * r.mde:.2f}",
                 pct(r.storage_reduction, 1),
                 r.flag or "",
             )
         )
+    conf, power = f"{100 * a.confidence:g}%", f"{100 * a.power:g}%"
+    merged = (
+        f"Rows average the levels of {a.replicate!r} (replicates within a seed) seed by seed before "
+        "pairing; a row's n counts seeds, not replicates. "
+        if a.replicate
+        else ""
+    )
     return _table(
         "ablation",
         "Ablation over seeds",
@@ -384,8 +410,10 @@ def _ablation(info: ReportInfo) -> Table | None:
             "test accuracy % mean ± std (n/expected)",
             "val accuracy (mean)",
             "Δ vs baseline (pp)",
+            f"paired Δ [{conf} CI] (pp)",
             "p",
             "p (Holm)",
+            f"detectable Δ at {power} power (pp)",
             "storage reduction",
             "flag",
         ),
@@ -393,10 +421,17 @@ def _ablation(info: ReportInfo) -> Table | None:
         f"Rows: configurations of the grid (factors: {', '.join(a.factors) or 'none'}), "
         f"seeds {', '.join(map(str, a.seeds))}. Reported on test: each seed's final test accuracy; "
         "the mean final validation accuracy of the row stands beside it. "
-        f"std: sample standard deviation. p: {a.test_description} over the seeds both rows finished, "
-        "Holm-corrected over all comparisons with the baseline. † flagged: some seeds are missing or did "
-        "not finish; "
-        "the mean is over the finished seeds only.",
+        f"std: sample standard deviation. {merged}"
+        "Δ vs baseline: difference of the row means. Paired Δ: mean over the seeds both rows "
+        f"finished of (row − baseline), with its {conf} t interval "
+        "(scipy.stats.ttest_rel(row, baseline).confidence_interval()). "
+        f"p: {a.test_description} over those seeds, "
+        "Holm-corrected over all comparisons with the baseline. "
+        f"Detectable Δ: the smallest true paired difference that this many seeds, at the measured spread "
+        f"of the differences, would detect with {power} power (two-sided paired t-test at "
+        f"{a.alpha:g}); a non-significant row whose interval is wider than the effect you care "
+        "about is not evidence of no effect (docs/statistics.md). † flagged: some seeds are missing or "
+        "did not finish; the mean is over the finished seeds only.",
     )
 
 

@@ -87,6 +87,7 @@ class _Logger:
         self.history: list[dict] = []
         self.last: dict[str, float] = {}  # the last epoch's metrics, as MLflow got them
         self.step = 0  # the last epoch logged
+        self.estimated: set[str] = set()  # layers with an estimate on some epoch (decision epochs only)
 
     def on_fit_start(self, trainer) -> None:
         from albsnn.sweep.trainable import dataset_record
@@ -101,6 +102,7 @@ class _Logger:
         values = epoch_metrics(flat_metrics(m))  # what the sweep's callback logs
         self.log.epoch(self.trial, step, values)
         self.last, self.step = values, step
+        self.estimated |= {k[len("estimate.") :] for k in values if k.startswith("estimate.")}
         return self.stop_after is not None and step >= self.stop_after
 
     def on_fit_end(self, trainer, result: dict) -> None:
@@ -136,7 +138,7 @@ def _train_child(log, name: str, params: dict, out: Path, *, stop_after=None, ch
     result = fit(config, [logger])
     final = layout.final_metrics(result)
     if check is not None and not stop_after and not any(k.startswith("check_") for k in logger.last):
-        layers = sorted(k[len("estimate.") :] for k in logger.last if k.startswith("estimate."))
+        layers = sorted(logger.estimated)
         final.update(check_metrics(layers, check))  # constructed, at the final step
     result = {**result, **logger.last, **final}  # what MLflow holds: val_accuracy, check_* as well
     art = out / name / "artifacts"

@@ -157,3 +157,74 @@ def test_the_binarize_grid_has_a_random_cell_with_its_paired_p_value_and_val_mea
 def test_runs_without_a_validation_accuracy_leave_the_val_mean_empty():
     info = ablation_rows(CONFIGS, _runs(), baseline="bwo=project")
     assert all(r.val_mean is None for r in info.rows)
+
+
+def test_each_row_carries_the_paired_difference_interval_of_scipy_and_its_mde():
+    from albsnn.report.ablation import paired_contrasts
+
+    info = ablation_rows(CONFIGS, _runs(), baseline="bwo=project")
+    base = VALUES["bwo=project"]
+    for r in info.rows[1:]:
+        res = stats.ttest_rel(VALUES[r.label], base)
+        ci = res.confidence_interval(0.95)
+        assert (r.ci_low, r.ci_high) == pytest.approx((ci.low, ci.high))
+        assert r.paired_delta == pytest.approx(np.mean(np.subtract(VALUES[r.label], base)))
+        values = {
+            "row": dict(zip(SEEDS, VALUES[r.label], strict=True)),
+            "base": dict(zip(SEEDS, base, strict=True)),
+        }
+        assert r.mde == pytest.approx(paired_contrasts(values, [("row", "base")]).contrasts[0].mde)
+    assert (info.baseline.ci_low, info.baseline.mde) == (None, None)
+
+
+# a replicated grid: random draws its layers twice per seed (draw 0, 1); the others have no draw
+DRAWS = {
+    ("adaptive", None): [0.912, 0.905, 0.918, 0.909, 0.915],
+    ("random", 0): [0.893, 0.880, 0.899, 0.884, 0.896],
+    ("random", 1): [0.887, 0.889, 0.891, 0.890, 0.878],
+}
+
+
+def _draw_grid(drop=()):
+    configs = [(f"binarize={b}, draw={d}", {"binarize": b, "draw": d}) for b, d in DRAWS]
+    runs = [
+        (f"binarize={b}, draw={d}", seed, "FINISHED", acc, 0.3)
+        for (b, d), accs in DRAWS.items()
+        for seed, acc in zip(SEEDS, accs, strict=True)
+        if ((b, d), seed) not in drop
+    ]
+    return configs, runs
+
+
+def test_replicates_are_averaged_per_seed_before_pairing_with_the_baseline():
+    configs, runs = _draw_grid()
+    info = ablation_rows(
+        configs, runs, baseline="binarize=adaptive, draw=None", factors=["binarize", "draw"], replicate="draw"
+    )
+    assert [r.label for r in info.rows] == ["binarize=adaptive", "binarize=random"]
+    random = info.rows[1]
+    mean_of_draws = np.mean([DRAWS[("random", 0)], DRAWS[("random", 1)]], axis=0)
+    adaptive = np.array(DRAWS[("adaptive", None)])
+    # the contrast is, seed by seed, adaptive minus the mean of the draws
+    assert list(random.values.values()) == pytest.approx(mean_of_draws)
+    assert random.paired_delta == pytest.approx(np.mean(mean_of_draws - adaptive))
+    assert random.p_value == pytest.approx(stats.ttest_rel(mean_of_draws, adaptive).pvalue)
+    ci = stats.ttest_rel(mean_of_draws, adaptive).confidence_interval()
+    assert (random.ci_low, random.ci_high) == pytest.approx((ci.low, ci.high))
+    assert (random.n, random.replicates, random.levels) == (5, 2, {"binarize": "random"})
+    assert info.factors == ("binarize",) and info.replicate == "draw"
+
+
+def test_a_seed_missing_one_replicate_is_flagged_and_averages_the_draws_it_has():
+    configs, runs = _draw_grid(drop={(("random", 1), 3)})
+    info = ablation_rows(configs, runs, baseline="binarize=adaptive, draw=None", replicate="draw")
+    random = info.rows[1]
+    assert random.partial_seeds == (3,) and "seed(s) 3 missing some replicates" in random.flag
+    assert random.values[3] == pytest.approx(DRAWS[("random", 0)][3])
+    assert random.missing_seeds == () and random.n == 5
+
+
+def test_without_a_replicate_factor_every_draw_is_its_own_row():
+    configs, runs = _draw_grid()
+    info = ablation_rows(configs, runs, baseline="binarize=adaptive, draw=None")
+    assert len(info.rows) == 3 and all(r.replicates == 1 for r in info.rows)
