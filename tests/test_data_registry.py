@@ -73,7 +73,7 @@ def test_a_data_dir_that_is_a_file_is_a_data_error(tmp_path):
 
 
 def test_options_are_declared_per_dataset():
-    assert set(dataset_options("fashion-mnist")) == {"verify", "download"}
+    assert set(dataset_options("fashion-mnist")) == {"verify", "download", "augment", "pad", "flip"}
     assert {"size", "denoise_us", "test_fraction", "cache_dir", "cache", "download"} <= set(
         dataset_options("nmnist")
     )

@@ -6,6 +6,13 @@ each ``.gz`` is checked (the values torchvision checks), then the IDX header: ma
 Pixels stay uint8 ``[N, 1, 28, 28]`` (47 MB for the training set) and are normalised per batch on
 the device with the published training-set statistics, so a ``limit_train`` subset is normalised
 exactly like the full set.
+
+Augmentation is off by default (the committed Fashion-MNIST results were trained without it). With
+``augment=True`` each training batch gets, per image, a random 28x28 crop of the image padded with
+``pad`` black pixels (default 2) and, with ``flip=True``, a random horizontal flip: the usual augmentation
+the field uses for Fashion-MNIST. It is drawn from the generator the trainer passes per (seed, epoch,
+step), so a resumed run sees the same crops. Evaluation batches are never augmented. On the command
+line: ``--data-option augment=true --data-option pad=2 --data-option flip=false``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 from albsnn.data import DatasetInfo, DatasetSplits, DatasetStatus, register_dataset
 from albsnn.data.files import Archive, FileSpec, fetch_archive, folder_size, md5sum, require_files
 from albsnn.data.transforms import ImageTransform
-from albsnn.errors import DataError
+from albsnn.errors import ConfigError, DataError
 
 __all__ = ["FashionMNIST", "read_idx", "load_fashion_mnist"]
 
@@ -126,9 +133,22 @@ def fetch(root: Path) -> None:
 
 @register_dataset(INFO, status=status, fetch=fetch)
 def load_fashion_mnist(
-    root: Path, *, time_steps: int = 1, verify: bool = True, download: bool = False
+    root: Path,
+    *,
+    time_steps: int = 1,
+    verify: bool = True,
+    download: bool = False,
+    augment: bool = False,
+    pad: int = 2,
+    flip: bool = True,
 ) -> DatasetSplits:
-    """Train/test uint8 images; ``verify``: check the md5s; ``download``: fetch missing files first."""
+    """Train/test uint8 images; ``verify``: check the md5s; ``download``: fetch missing files first.
+
+    ``augment``: random crop of the ``pad``-padded image (zero padding; ``pad=0``: no crop) and, with
+    ``flip``, a random horizontal flip, on training batches only.
+    """
+    if pad < 0:
+        raise ConfigError(f"fashion-mnist: option pad must be >= 0, but got pad={pad}")
     folder = root / FashionMNIST.folder
     if download:
         fetch(root)
@@ -142,6 +162,6 @@ def load_fashion_mnist(
         train_y=train_y,
         test_x=test_x,
         test_y=test_y,
-        transform=ImageTransform(mean=f.mean, std=f.std),
-        meta={"folder": str(folder), "md5_checked": verify},
+        transform=ImageTransform(mean=f.mean, std=f.std, augment=augment, pad=pad, flip=flip),
+        meta={"folder": str(folder), "md5_checked": verify, "augment": augment, "pad": pad, "flip": flip},
     )

@@ -60,20 +60,24 @@ def random_crop_flip(
 
 @dataclass(frozen=True)
 class ImageTransform:
-    """Normalise ``[B, C, H, W]`` pixels; on training batches, optionally crop-and-flip first."""
+    """Normalise ``[B, C, H, W]`` pixels; on training batches, optionally crop (and flip) first.
+
+    Evaluation batches (``train=False``) are only normalised, whatever ``augment`` says.
+    """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float = 1 / 255  # uint8 pixels -> [0, 1]
-    augment: bool = False  # random crop (pad 4) + horizontal flip on training batches
-    pad: int = 4
+    augment: bool = False  # random crop (zero padding `pad`) + optional horizontal flip on training batches
+    pad: int = 4  # pixels of zero padding around the image before the random crop (0: no crop)
+    flip: bool = True  # mirror each training image left-right with probability 1/2 (CIFAR: on)
 
     def __call__(
         self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         if train and self.augment:
             # Padding before normalising pads with black pixels, as torchvision's RandomCrop does.
-            x = random_crop_flip(x, pad=self.pad, generator=generator)
+            x = random_crop_flip(x, pad=self.pad, flip=self.flip, generator=generator)
         return normalize(x, self.mean, self.std, self.scale)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from albsnn.report.info import ReportInfo
 
-__all__ = ["FIGURES", "save_figures"]
+__all__ = ["FIGURES", "save_figures", "plot_contrasts"]
 
 _FRONT = "#1f77b4"
 _TEST = "#ff7f0e"  # the reported test accuracy of a selected run
@@ -587,6 +587,31 @@ def plot_ablation(info: ReportInfo):
         f"at {power} power (open marker †: missing or failed seeds)",
         fontsize=9,
         wrap=True,
+    )
+    return fig
+
+
+def plot_contrasts(info, unit: str = "pp"):
+    """A study's paired contrasts (:class:`~albsnn.report.ablation.ContrastInfo`): each mean difference
+    with its CI, ± the equivalence margin shaded, ± the detectable difference as grey dashes."""
+    rows = [c for c in info.contrasts if c.mean is not None]
+    if not rows:
+        return None
+    fig, (ax,) = _figure(7.5, 1.2 + 0.6 * len(rows))
+    ax.axvspan(-info.margin, info.margin, color=_GREY, alpha=0.25, linewidth=0)
+    ax.axvline(0, color="#444444", linewidth=1)
+    for y, c in enumerate(rows):
+        err = None if c.ci_low is None else [[c.mean - c.ci_low], [c.ci_high - c.mean]]
+        ax.errorbar([c.mean], [y], xerr=err, fmt="o", color=_FRONT, capsize=5, zorder=3)
+        if c.mde is not None:
+            ax.scatter([c.mde, -c.mde], [y, y], marker="|", s=160, color=_REF, zorder=2)
+    ax.set_yticks(
+        range(len(rows)), [f"{c.cell} − {c.control}\n{c.verdict}, n={c.n}" for c in rows], fontsize=8
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"paired difference ({unit}): mean, {100 * info.confidence:g}% CI; shaded: ±{info.margin:g} "
+        f"{unit}; grey ticks: ± detectable at {100 * info.power:g}% power"
     )
     return fig
 
