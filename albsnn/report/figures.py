@@ -609,9 +609,11 @@ def plot_contrasts(info, unit: str = "pp"):
         range(len(rows)), [f"{c.cell} − {c.control}\n{c.verdict}, n={c.n}" for c in rows], fontsize=8
     )
     ax.invert_yaxis()
-    ax.set_xlabel(
-        f"paired difference ({unit}): mean, {100 * info.confidence:g}% CI; shaded: ±{info.margin:g} "
-        f"{unit}; grey ticks: ± detectable at {100 * info.power:g}% power"
+    ax.set_xlabel(f"paired difference ({unit}): mean and {100 * info.confidence:g}% CI")
+    ax.set_title(
+        f"shaded: ±{info.margin:g} {unit} (equivalence margin); grey ticks: ± difference detectable at "
+        f"{100 * info.power:g}% power",
+        fontsize=9,
     )
     return fig
 

@@ -17,6 +17,7 @@ from albsnn.report.figures import (  # noqa: E402
     _label_size,
     _spread_labels,
     plot_ablation,
+    plot_contrasts,
     plot_pareto,
 )
 from albsnn.report.pareto import PUBLISHED, HypervolumeInfo, ParetoInfo, ParetoPoint  # noqa: E402
@@ -126,3 +127,26 @@ def test_the_ablation_figure_plots_paired_differences_with_their_intervals():
     (segments,) = [s.get_segments() for s in bars.lines[2]]
     assert sorted(segments[0][:, 1]) == pytest.approx([100 * off.ci_low, 100 * off.ci_high])
     assert any(line.get_ydata()[0] == 0 for line in ax.lines)  # the zero line
+
+
+def test_contrast_figure_draws_each_contrast_at_its_mean_with_its_interval():
+    from albsnn.report.ablation import paired_contrasts
+
+    values = {
+        "a": {0: 90.0, 1: 91.0, 2: 90.5},
+        "r": {0: 89.5, 1: 90.8, 2: 90.6},
+        "d": {0: 90.2, 1: 91.4, 2: 90.3},
+    }
+    info = paired_contrasts(values, [("a", "r"), ("a", "d")])
+    ax = plot_contrasts(info).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0].startswith("a − r\n") and info.contrasts[0].verdict in labels[0]
+    bars = [c for c in ax.containers if hasattr(c, "lines")]
+    means = sorted(float(b.lines[0].get_xdata()[0]) for b in bars)
+    assert means == pytest.approx(sorted(c.mean for c in info.contrasts))
+
+
+def test_contrast_figure_without_a_computable_contrast_is_none():
+    from albsnn.report.ablation import paired_contrasts
+
+    assert plot_contrasts(paired_contrasts({"a": {}, "r": {}}, [("a", "r")])) is None
