@@ -301,6 +301,7 @@ def report(out: Path) -> dict:
         },
         "better_static_on_validation": static,
         "contrasts": info.to_dict(),
+        "contrasts_markdown": info.to_markdown(),  # docs/results.md and README show this table
         "rule_vs_none": rule.to_dict() if rule else None,
         "layer_choice_check": layer_choice_check(runs),
         "bwo_fired": sorted({r["result"]["bwo_epoch"] for r in runs if r["cell"] == "bwo"} - {None}),

@@ -4,6 +4,7 @@ validation)."""
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,15 @@ def test_a_run_file_twice_is_an_error(study, tmp_path):
     (tmp_path / "runs" / "adaptive-s0-copy.json").write_text(json.dumps(twin))
     with pytest.raises(ValueError, match=r"run \('adaptive', 0, 0\) appears twice"):
         study.load_runs(tmp_path)
+
+
+def test_committed_report_is_what_the_committed_run_files_give(study, tmp_path):
+    # The report and the docs' table are recomputed from the run files alone: nothing typed by hand.
+    committed = ROOT / "reports" / "layer-study-cpu"
+    if not (committed / "summary.json").exists():
+        pytest.skip("no committed layer-study report yet")
+    shutil.copytree(committed / "runs", tmp_path / "runs")
+    summary = study.report(tmp_path)
+    assert (tmp_path / "README.md").read_text() == (committed / "README.md").read_text()
+    for doc in ("docs/results.md", "README.md"):
+        assert summary["contrasts_markdown"] in (ROOT / doc).read_text(), doc

@@ -305,3 +305,35 @@ def test_plateau_counts_only_epochs_since_the_binary_set_changed(tmp_path):
     trainer.fit()
     assert trainer.changed_epoch == 2
     assert trainer.bwo_epoch == 4
+
+
+def test_calibration_and_check_samples_are_disjoint_and_a_small_split_is_said(capsys):
+    # digits validation (144) is not larger than calibration_size (1000): the check would have no
+    # sample of its own, so validation is split in two and one line says so; never reused silently.
+    from albsnn.train import Trainer
+
+    trainer = Trainer(TrainConfig(dataset="digits", epochs=4, estimator_check=True))
+    n_val = len(trainer.splits.val_y)
+    calibration = set(trainer.calibration_index.tolist())
+    check_batches = trainer._holdout_probe().calibration
+    assert len(calibration) == n_val // 2
+    assert sum(len(y) for _, y in check_batches) == n_val - n_val // 2
+    assert "the estimator calibrates on 72 of them and the estimator check measures on the other 72" in (
+        capsys.readouterr().err
+    )
+    assert [n for n in trainer.notes if "validation has 144 samples" in n]
+
+
+def test_without_the_check_the_estimator_calibrates_on_all_of_a_small_validation_split(capsys):
+    from albsnn.train import Trainer
+
+    trainer = Trainer(TrainConfig(dataset="digits", epochs=4))
+    assert len(trainer.calibration_index) == len(trainer.splits.val_y)
+    assert capsys.readouterr().err == ""
+
+
+def test_every_seed_is_scored_on_the_same_test_subset():
+    from albsnn.data import load_dataset
+
+    a, b = (load_dataset("digits", limit_test=100, seed=s) for s in (0, 1))
+    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.test_y, b.test_y)
