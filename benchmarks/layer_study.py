@@ -330,9 +330,11 @@ def render(summary: dict, info, rule, runs: list[dict]) -> str:
         "Made by `PYTHONPATH=. .venv/bin/python benchmarks/layer_study.py --report` from the run files in",
         "`runs/` (one JSON per run, each with its config, per-epoch curve, commit and machine).",
         f"Runs: {len(runs)}, {summary['seconds'] / 60:.0f} minutes of run time summed over runs (two ran at "
-        "a time, one thread each), made at "
-        + ", ".join(f"commit `{c}` on {cpu}" for c, cpu in summary["provenance"])
-        + ".",
+        "a time, one thread each), on "
+        + ", ".join(sorted({cpu for _, cpu in summary["provenance"]}))
+        + "; each run file names the commit it finished at ("
+        + ", ".join(f"`{c}`" for c in sorted({c for c, _ in summary["provenance"]}))
+        + ").",
         "",
         "Recipe (every cell): " + ", ".join(f"`{k}={v}`" for k, v in RECIPE.items()) + ".",
         "",
@@ -369,7 +371,7 @@ def render(summary: dict, info, rule, runs: list[dict]) -> str:
             "centred within seed; "
             "Spearman ρ with a 95% bootstrap CI over points (2,000 resamples). A good predictor of "
             "*cost* has ρ < 0 (higher cost, lower accuracy); depth and resolution are the cheap "
-            "baselines.",
+            "baselines (a pair's size is no baseline here: every candidate has the same storage).",
             "",
             "| predictor | ρ | 95% CI |",
             "|---|---|---|",
