@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -61,6 +62,31 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (the checkout's sibling shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("layer_study")``: a script of benchmarks/ as a module (they are not a package)."""
+
+    def load(name: str):
+        path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: on a busy 2-core box a second torch thread only waits (2 tiny epochs: 35 s, not 3 s)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ---- headless chromium --------------------------------------------------------------------------------

@@ -17,14 +17,7 @@ from albsnn.data.files import md5sum
 from albsnn.errors import ConfigError, DataError
 from albsnn.train import Callback, TrainConfig, Trainer, fit
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: on a busy 2-core box a second torch thread only waits (2 tiny epochs: 35 s, not 3 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 ``benchmarks/defaults_digits.py`` on this machine meets every stated target and agrees with the
 committed numbers within the tolerances measured across CPU kernels (docs/results.md)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,18 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "reports" / "defaults-digits" / "defaults-digits.json"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "defaults_digits", ROOT / "benchmarks" / "defaults_digits.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def script():
-    return _script()
+def script(load_benchmark):
+    return load_benchmark("defaults_digits")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 run files with the contrasts it says (random = mean of its draws; the static control chosen on
 validation)."""
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,11 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("layer_study", ROOT / "benchmarks" / "layer_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(load_benchmark):
+    return load_benchmark("layer_study")
 
 
 @pytest.mark.parametrize(

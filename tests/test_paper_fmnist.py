@@ -3,35 +3,24 @@ validation, every asked seed exactly once), and one tiny real run writes a well-
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from albsnn.train import Callback, TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: on a busy 2-core box a second torch thread only waits (2 tiny epochs: 35 s, not 3 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("paper_fmnist", ROOT / "benchmarks" / "paper_fmnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("paper_fmnist")
 
 
 LAYERS = ["conv2", "conv3", "conv4"]
