@@ -405,12 +405,11 @@ class BinarizationPolicy:
         """Refuse, before any training, a budget no subset meets or a draw the family does not have."""
         if self.budget is None or self.mode not in ("adaptive", *_MATCHED_MODES):
             return
-        family = self._matched(model, self.candidates(model), reduction)
-        if self.mode == "random" and self.draw >= len(family):
-            raise ConfigError(
-                f"draw {self.draw}: the storage-matched family at budget {self.budget:g} holds only "
-                f"{len(family)} subset(s) ({_names(family)}); use draws 0..{len(family) - 1}"
-            )
+        layers = self.candidates(model)
+        if self.mode in _MATCHED_MODES:
+            self._choose(model, layers, reduction)
+        else:
+            self._matched(model, layers, reduction)
 
     def is_decision_epoch(self, epoch: int) -> bool:
         if self.mode not in ("adaptive", *_MATCHED_MODES):
@@ -432,7 +431,7 @@ class BinarizationPolicy:
         if decide and self.mode in _MATCHED_MODES:
             self._apply_subset(layers, self._choose(model, layers, reduction))
         elif decide and self.budget is not None:
-            family = self._matched(model, layers, reduction)
+            family, _ = self._matched(model, layers, reduction)
             self._apply_subset(layers, min(family, key=lambda s: (_cost(s, estimates), s)))
         elif decide:
             estimates = self._greedy(layers, estimates)
@@ -490,8 +489,9 @@ class BinarizationPolicy:
 
     def _matched(
         self, model: nn.Module, layers: dict[str, BinaryLayer], reduction: Callable[[nn.Module], float]
-    ) -> list[tuple[str, ...]]:
-        """The candidate subsets whose storage reduction is closest to the budget (storage is additive)."""
+    ) -> tuple[list[tuple[str, ...]], dict[str, float]]:
+        """The candidate subsets whose storage reduction is closest to the budget (storage is additive),
+        and each candidate's own storage gain."""
         names = list(layers)
         if len(names) > 20:
             raise ConfigError(
@@ -508,18 +508,18 @@ class BinarizationPolicy:
                 f"budget {self.budget:g}: no subset of the candidates {names} comes within "
                 f"{BUDGET_REACH:g} of it; their storage reductions are {reachable}"
             )
-        return [s for s in subsets if dist[s] <= best + BUDGET_TOLERANCE]
+        return [s for s in subsets if dist[s] <= best + BUDGET_TOLERANCE], gain
 
     def _choose(
         self, model: nn.Module, layers: dict[str, BinaryLayer], reduction: Callable[[nn.Module], float]
     ) -> tuple[str, ...]:
         """A control's subset of the storage-matched family."""
-        family = sorted(self._matched(model, layers, reduction))
+        family, gain = self._matched(model, layers, reduction)
+        family = sorted(family)
         depth = {n: i for i, n in enumerate(layers)}
         if self.mode == "deepest":
             return max(family, key=lambda s: sorted((depth[n] for n in s), reverse=True))
         if self.mode == "largest":
-            _, gain = self._gains(model, layers, reduction)
             size = {n: round(g, 9) for n, g in gain.items()}  # equal layers must tie exactly
             return max(
                 family,
@@ -527,7 +527,10 @@ class BinarizationPolicy:
             )
         random.Random(self.seed).shuffle(family)  # one order per seed: draws 0..k-1 all differ
         if self.draw >= len(family):
-            raise ConfigError(f"draw {self.draw}: the storage-matched family holds {len(family)} subsets")
+            raise ConfigError(
+                f"draw {self.draw}: the storage-matched family at budget {self.budget:g} holds only "
+                f"{len(family)} subset(s) ({_names(sorted(family))}); use draws 0..{len(family) - 1}"
+            )
         return family[self.draw]
 
     def _apply_subset(self, layers: dict[str, BinaryLayer], subset: tuple[str, ...]) -> None:

@@ -411,8 +411,8 @@ class Trainer:
         self.train_forward = torch.compile(self.model) if c.compile else self.model
         self.notes: list[str] = []  # one line each, for the user: printed to stderr and in the result
         self.policy = c.make_policy()
-        full = fp32_bytes(self.model)
-        self.policy.check(self.model, lambda m: 1 - storage_bytes(m) / full)  # before any training
+        self.fp32_bytes = fp32_bytes(self.model)
+        self.policy.check(self.model, self._reduction)  # before any training
         self.policy.start(self.model)
         if c.binarize not in ("all", "none") and not any(
             self.policy.is_decision_epoch(e) for e in range(1, c.epochs + 1)
@@ -461,6 +461,10 @@ class Trainer:
     def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, batch: int) -> list:
         keep = keep.to(x.device)
         return list(TensorLoader(x[keep], y[keep], batch, device=self.device))
+
+    def _reduction(self, model) -> float:
+        """Storage reduction of ``model`` against its FP32 size (the policy matches budgets with it)."""
+        return 1 - storage_bytes(model) / self.fp32_bytes
 
     def _note(self, message: str) -> None:
         self.notes.append(message)
@@ -590,12 +594,12 @@ class Trainer:
         c = self.config
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        full = fp32_bytes(self.model)
+        full = self.fp32_bytes
         while self.epoch < c.epochs:
             self.epoch += 1
             train_loss, train_acc, seconds = self.train_epoch()
             before = [n for n, m in binary_layers(self.model).items() if m.is_binary]
-            binary = self.policy.step(self.epoch, self.model, lambda m: 1 - storage_bytes(m) / full)
+            binary = self.policy.step(self.epoch, self.model, self._reduction)
             if set(binary) != set(before):
                 self.changed_epoch = self.epoch
             # Every mode, every epoch: BN statistics of the weights being evaluated and exported, never
