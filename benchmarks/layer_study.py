@@ -198,11 +198,8 @@ def per_seed(runs: list[dict], cell: str, metric: str) -> dict:
 
 def better_static(runs: list[dict]) -> str:
     """The static rule with the higher mean final *validation* accuracy (test never chooses)."""
-    means = {
-        c: _mean(per_seed(runs, c, "val_accuracy").values())
-        for c in STATIC
-        if per_seed(runs, c, "val_accuracy")
-    }
+    by_cell = {c: per_seed(runs, c, "val_accuracy") for c in STATIC}
+    means = {c: _mean(v.values()) for c, v in by_cell.items() if v}
     return max(means, key=lambda c: (means[c], c))
 
 
