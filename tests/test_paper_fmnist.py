@@ -193,7 +193,9 @@ def test_a_mode_asked_without_any_run_file_is_an_error(script, tmp_path, capsys)
 
 
 # ---- one real tiny run -----------------------------------------------------------------------------
-TINY = {  # small subsets; warmup 0 so the estimator decides after epoch 1
+TINY = {  # small subsets; warmup 0 so the estimator decides after epoch 1; augmentation on, so that
+    # the resume test below covers the augmentation generator (the recipe itself trains without it)
+    "data_options": {"augment": True},
     "limit_train": 600,
     "limit_test": 200,
     "val_fraction": 0.02,
@@ -236,6 +238,8 @@ def test_a_tiny_real_run_writes_the_documented_run_file(script, tiny_run):
     assert all(set(r) >= ROW_KEYS and r["wall_s"] > 0 for r in written["epochs"])
     assert written["split_sizes"] == {"train": 600, "val": 1200, "test": 200}
     assert written["config"]["data_options"] == {"augment": True} and written["config"]["time_steps"] == 1
+    recipe = {k: v for k, v in {**script.RECIPE, **TINY}.items() if k != "binarize"}
+    assert written["recipe"] == recipe and written["overrides"] == TINY
     assert written["best"]["epoch"] == script.best_epoch(written["epochs"])["epoch"]
     assert {"commit", "cpu", "threads"} <= set(written["provenance"])
     assert written["best_checkpoint_epoch"] == written["best"]["epoch"]  # runs/.../best.pt is that epoch
