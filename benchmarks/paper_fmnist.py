@@ -632,15 +632,17 @@ def compare(folders: list[Path]) -> str:
             if not chosen:
                 continue
             s = summarize_mode(chosen)
-            rows.append((folder.name, mode, s, chosen[0][1]["overrides"]))
+            config = chosen[0][1]["config"]
+            differ = {k: config.get(k) for k in RECIPE if k != "binarize" and config.get(k) != RECIPE[k]}
+            rows.append((folder.name, mode, s, differ))
     rows.sort(key=lambda row: -row[2]["val_accuracy_mean"])
     lines = [
-        "| variant | mode | seeds | overrides of RECIPE | best epoch (val) | val % | storage | test % "
-        "(not used to choose) | wall min |",
+        "| variant | mode | seeds | differs from today's RECIPE | best epoch (val) | val % | storage "
+        "| test % (not used to choose) | wall min |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, mode, s, overrides in rows:
-        sets = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in overrides.items()) or "none"
+    for name, mode, s, differ in rows:
+        sets = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in differ.items()) or "nothing"
         epochs = ", ".join(str(r["best_epoch"]) for r in s["runs"])
         wall = sum(r["wall_s"] for r in s["runs"]) / 60
         lines.append(

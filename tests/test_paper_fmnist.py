@@ -186,6 +186,19 @@ def test_a_missing_duplicated_or_unlike_run_is_exit_2_and_one_line(script, tmp_p
     assert not (tmp_path / "summary.json").exists()
 
 
+def test_compare_ranks_search_variants_on_validation_never_on_test(script, tmp_path):
+    # variant "b" has the higher test accuracy, "a" the higher validation accuracy: "a" comes first
+    write_run(tmp_path / "a", "adaptive", 0, [0.90, 0.93], [0.90, 0.91], lr=script.RECIPE["lr"])
+    write_run(tmp_path / "b", "adaptive", 0, [0.90, 0.92], [0.90, 0.95], lr=0.01)
+    table = script.compare([tmp_path / "b", tmp_path / "a"]).splitlines()
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| a", "| b"]
+    a, b = table[2].split(" | "), table[3].split(" | ")
+    assert a[5] == "93.00" and a[7] == "91.00" and b[5] == "92.00"  # val and test at the best val epoch
+    assert "`lr=0.01`" in b[3] and "`lr=" not in a[3]  # what differs from today's RECIPE
+    with pytest.raises(script.StudyError, match="no run files"):
+        script.compare([tmp_path / "empty"])
+
+
 def test_a_mode_asked_without_any_run_file_is_an_error(script, tmp_path, capsys):
     write_study(tmp_path)
     assert aggregate_cli(script, tmp_path, "--binarize", "adaptive", "all") == 2
