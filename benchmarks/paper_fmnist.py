@@ -27,13 +27,17 @@ Files:
   target met or not), recomputed from the run files only. A seed asked with ``--seeds`` and absent,
   or present twice, is an error (exit 2), never a mean over fewer seeds.
 
-Cost: the issue's 10-epoch pilot of this recipe without augmentation took 34-42 s per epoch on a quiet
-2-core VM (more on a loaded one); plan 30-50 minutes per seed. Run (from the repository root)::
+Cost: 17-20 minutes per run with one torch thread (48-55 s per epoch beside a second run on the
+other core; two torch threads stall when anything else shares the box: docs/paper-fmnist.md). Run
+(from the repository root)::
 
-    # in the background, every mode and seed in turn (all-binary first: it needs no layer rule);
-    # a later session repeats the same line: finished runs are skipped, an interrupted one resumes
-    mkdir -p runs && nohup env PYTHONPATH=. .venv/bin/python benchmarks/paper_fmnist.py \
-        --binarize all adaptive --seeds 0 1 2 --threads 2 --resume > runs/paper-fmnist.log 2>&1 &
+    # in the background, two lanes of one thread each; a later session repeats the same lines:
+    # finished runs are skipped, an interrupted one resumes
+    mkdir -p runs
+    nohup env PYTHONPATH=. .venv/bin/python benchmarks/paper_fmnist.py --binarize all \
+        --seeds 0 1 2 --threads 1 --resume > runs/paper-fmnist-all.log 2>&1 &
+    nohup env PYTHONPATH=. .venv/bin/python benchmarks/paper_fmnist.py --binarize adaptive \
+        --seeds 0 1 2 --threads 1 --resume > runs/paper-fmnist-adaptive.log 2>&1 &
 
     # when a run file lands: git add reports/fmnist-paper-cpu/runs/<mode>-s<seed>.json; git commit
     PYTHONPATH=. .venv/bin/python benchmarks/paper_fmnist.py --aggregate --binarize adaptive all
