@@ -619,6 +619,46 @@ def _warn_uncommitted(folder: Path) -> None:
             print(f"note: {path} is not committed yet: git add it with the summary", file=sys.stderr)
 
 
+# ---- verify ----------------------------------------------------------------------------------------
+VERIFIED = ("val_accuracy", "test_accuracy", "storage_reduction", "binarized_layers")
+
+
+def verify(out: Path, binarize: str, seed: int, epochs: int, data_dir: Path, scratch: Path) -> bool:
+    """Re-train the first ``epochs`` epochs of a committed run with today's code and compare its rows.
+
+    The run's own config and thread count are used; prints one line per epoch and whether every
+    verified number is identical. ``False`` when any differs.
+    """
+    import torch
+
+    from albsnn.train import Callback, TrainConfig, fit
+
+    class StopAfter(Callback):  # the schedule still spans the recipe's full length
+        def on_epoch_end(self, trainer, metrics: dict) -> bool:
+            return metrics["epoch"] >= epochs
+
+    path = run_path(out, binarize, seed)
+    if not path.is_file():
+        raise StudyError(f"{path} does not exist: nothing to verify")
+    record = json.loads(path.read_text())
+    threads = record["provenance"].get("threads") or 1
+    torch.set_num_threads(threads)
+    config = {**record["config"], "data_dir": str(data_dir), "out": str(scratch)}
+    shutil.rmtree(scratch, ignore_errors=True)
+    recorder = _Recorder(Path(scratch))
+    fit(TrainConfig.from_dict(config), [recorder, StopAfter()])
+    same = True
+    for old, new in zip(record["epochs"][:epochs], recorder.trainer.history, strict=True):
+        differ = [k for k in VERIFIED if old[k] != new[k]]
+        same = same and not differ
+        print(f"epoch {old['epoch']}: " + ("identical" if not differ else "DIFFERS in " + ", ".join(differ)))
+    print(
+        f"{path.name}: the first {epochs} epochs {'match' if same else 'do NOT match'} at this commit "
+        f"({threads} thread(s))"
+    )
+    return same
+
+
 # ---- recipe search -------------------------------------------------------------------------------
 def compare(folders: list[Path]) -> str:
     """A Markdown table of recipe-search variants (one study folder each), ranked by validation only.
@@ -691,6 +731,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-plot", action="store_true", help="--aggregate without curve.png")
     p.add_argument(
+        "--verify",
+        nargs=2,
+        metavar=("MODE", "SEED"),
+        help="re-train a committed run's first epochs at this commit; exit 1 if any number differs",
+    )
+    p.add_argument("--verify-epochs", type=int, default=2, help="epochs --verify re-trains (default 2)")
+    p.add_argument(
         "--compare",
         type=Path,
         nargs="+",
@@ -703,6 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:
+        if args.verify:
+            mode, seed = args.verify[0], int(args.verify[1])
+            scratch = Path(args.ckpt_dir) / f"verify-{mode}-s{seed}"
+            return 0 if verify(args.out, mode, seed, args.verify_epochs, args.data_dir, scratch) else 1
         if args.compare:
             print(compare(args.compare))
             return 0

@@ -271,7 +271,7 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(script, shared_data, tin
     fit(TrainConfig.from_dict(config), [_StopAfter(1)])  # killed after epoch 1
     # without --resume the checkpoint is not silently overwritten
     argv = ["--out", str(tmp_path), "--ckpt-dir", str(ckpt), "--data-dir", str(shared_data), "--seeds", "0"]
-    argv += [f"--set={k}={v}" for k, v in TINY.items()]
+    argv += [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
     assert script.main(argv) == 2 and "pass --resume" in capsys.readouterr().err
     resumed = script.run(
         "adaptive", 0, overrides=TINY, data_dir=shared_data, out=tmp_path, ckpt_dir=ckpt, resume=True
@@ -283,3 +283,15 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(script, shared_data, tin
     assert resumed["wall_s_missing_epochs"] == [1]  # epoch 1 ran without the recorder
     assert [s["from_epoch"] for s in resumed["sessions"]] == [2]
     assert resumed["best_checkpoint_epoch"] == resumed["best"]["epoch"]
+
+
+def test_verify_retrains_a_committed_run_and_reports_any_difference(script, shared_data, tiny_run, tmp_path):
+    out, _, _ = tiny_run
+    assert script.verify(out, "adaptive", 0, 1, shared_data, tmp_path / "scratch") is True
+    record = json.loads((out / "runs" / "adaptive-s0.json").read_text())
+    record["epochs"][0]["val_accuracy"] += 0.001  # a number today's code would not reproduce
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "adaptive-s0.json").write_text(json.dumps(record))
+    assert script.verify(tmp_path, "adaptive", 0, 1, shared_data, tmp_path / "scratch") is False
+    with pytest.raises(script.StudyError, match="nothing to verify"):
+        script.verify(tmp_path, "all", 0, 1, shared_data, tmp_path / "scratch")
