@@ -46,9 +46,7 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable
 from os import PathLike
@@ -58,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from albsnn.atomic import write_atomic
 from albsnn.binarize import BinaryLayer
 from albsnn.errors import ConfigError, ModelFileError
 from albsnn.models import ModelConfig, SpikingNet, build_model
@@ -113,23 +112,6 @@ def _header_bytes(header: dict) -> bytes:
     return zlib.compress(text.encode("utf-8"), 9)
 
 
-def _write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    # A crash mid-write leaves the old file (or none), never a truncated one under the real name.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it owner-only; a model file is for sharing
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: SpikingNet, path: str | PathLike, *, metadata: dict | None = None) -> Path:
     """Write ``model`` (its config, weights, binary layers bit-packed) and ``metadata`` to ``path``.
 
@@ -156,7 +138,7 @@ def save_model(model: SpikingNet, path: str | PathLike, *, metadata: dict | None
         "data_crc32": crc,
     }
     compressed = _header_bytes(header)
-    _write_atomic(path, [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(compressed)), compressed, *blobs])
+    write_atomic(path, [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(compressed)), compressed, *blobs])
     return path
 
 

@@ -6,6 +6,9 @@ selected on. ``docs/tracking.md`` lists every metric.
 """
 
 __all__ = [
+    "EPOCH",
+    "TRAIN_LOSS",
+    "TRAIN_ACCURACY",
     "VAL_ACCURACY",
     "VAL_LOSS",
     "BEST_VAL_ACCURACY",
@@ -13,6 +16,16 @@ __all__ = [
     "TEST_LOSS",
     "TEST_PREFIX",
     "STORAGE_BYTES",
+    "FP32_BYTES",
+    "STORAGE_REDUCTION",
+    "NUM_BINARIZED",
+    "BINARIZED_LAYERS",
+    "ESTIMATES",
+    "FIRING_RATES",
+    "EPOCH_SECONDS",
+    "BWO_EPOCH",
+    "BEST_EPOCH",
+    "BEST_EPOCH_TEST_ACCURACY",
     "ESTIMATOR_CHECK",
     "FIRING_RATE_PREFIX",
     "ESTIMATE_PREFIX",
@@ -26,6 +39,10 @@ __all__ = [
     "SWEEP_CONFIRM_SURVIVORS",
 ]
 
+# One record per epoch (the trainer's callbacks and metrics.jsonl), step = EPOCH:
+EPOCH = "epoch"  # 1..epochs
+TRAIN_LOSS = "train_loss"
+TRAIN_ACCURACY = "train_accuracy"
 VAL_ACCURACY = "val_accuracy"
 VAL_LOSS = "val_loss"
 BEST_VAL_ACCURACY = "best_val_accuracy"  # running max of val_accuracy: its last value is the run's best
@@ -33,6 +50,17 @@ TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
 TEST_PREFIX = "test_"  # every metric that starts so is reported, never an objective
 STORAGE_BYTES = "storage_bytes"
+FP32_BYTES = "fp32_bytes"  # the same network in full precision
+STORAGE_REDUCTION = "storage_reduction"  # 1 - storage_bytes / fp32_bytes
+NUM_BINARIZED = "num_binarized"
+BINARIZED_LAYERS = "binarized_layers"  # the binary layers' names (a list: no tracker number)
+ESTIMATES = "estimates"  # {layer: estimate} of a decision epoch; trackers get ESTIMATE_PREFIX + layer
+FIRING_RATES = "firing_rates"  # {layer: rate}; trackers get FIRING_RATE_PREFIX + layer
+EPOCH_SECONDS = "epoch_seconds"  # the epoch's training time, evaluation left out
+BWO_EPOCH = "bwo_epoch"  # the epoch BWO started, None before (and without) it
+# The run's result also names the epoch validation picks, and that epoch's test accuracy:
+BEST_EPOCH = "best_epoch"
+BEST_EPOCH_TEST_ACCURACY = "best_epoch_test_accuracy"
 LEARNING_RATE = "learning_rate"  # the optimizer's rate at the epoch's end (not the `lr` config field)
 ESTIMATOR_CHECK = "estimator_check"  # final epoch: {"measured": {layer: pp}, "estimates": {kind: {layer: v}}}
 # Flat names (one number each) for trackers:

@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from albsnn.atomic import atomic_path, write_atomic
 from albsnn.binarize import binary_layers
 from albsnn.bwo import (
     BWO_MODES,
@@ -60,7 +60,29 @@ from albsnn.estimator import (
     get_estimator,
 )
 from albsnn.interval import Interval, check_in_range
-from albsnn.metrics import ESTIMATOR_CHECK, LEARNING_RATE
+from albsnn.metrics import (
+    BEST_EPOCH,
+    BEST_EPOCH_TEST_ACCURACY,
+    BEST_VAL_ACCURACY,
+    BINARIZED_LAYERS,
+    BWO_EPOCH,
+    EPOCH,
+    EPOCH_SECONDS,
+    ESTIMATES,
+    ESTIMATOR_CHECK,
+    FIRING_RATES,
+    FP32_BYTES,
+    LEARNING_RATE,
+    NUM_BINARIZED,
+    STORAGE_BYTES,
+    STORAGE_REDUCTION,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    VAL_ACCURACY,
+    VAL_LOSS,
+)
 from albsnn.models import ModelConfig, SpikingNet, build_model
 from albsnn.neuron import firing_rates, reset_firing_rates
 from albsnn.storage import fp32_bytes, storage_bytes
@@ -218,26 +240,32 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if "range" in f.metadata and value is not None:
-                check_in_range(f.name, value, f.metadata["range"])
-        checks = [
-            (
-                not (self.readout == "rate" and self.time_steps == 1),
+        """Every value alone (its field's ``range`` and ``choices``), then the rules that join values."""
+        fields = dataclasses.fields(self)
+        for f in fields:
+            _check_range(f, getattr(self, f.name))
+        self._check_rules()
+        for f in fields:
+            _check_choice(f, getattr(self, f.name))
+        self.check_parts()
+
+    @classmethod
+    def check_value(cls, name: str, value: object) -> None:
+        """One value of field ``name`` alone, against the field's declared ``range`` and ``choices``."""
+        f = _FIELDS[name]
+        _check_range(f, value)
+        _check_choice(f, value)
+
+    def _check_rules(self) -> None:
+        """TrainConfig's own rules that join values (the model, policy and trigger state theirs)."""
+        if self.readout == "rate" and self.time_steps == 1:
+            raise ConfigError(
                 "readout=rate needs time_steps >= 2 (at T=1 logits are 0/1 spikes and argmax ties "
-                "favour class 0); use readout=membrane",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        for f in dataclasses.fields(self):
-            allowed = f.metadata.get("choices")
-            if allowed is not None and getattr(self, f.name) not in allowed:
-                raise ConfigError(
-                    f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {list(allowed)}"
-                )
+                "favour class 0); use readout=membrane"
+            )
+
+    def check_parts(self) -> None:
+        """The model's, the policy's and the BWO trigger's own checks, by building them (no data is read)."""
         # The model fields are ModelConfig's, so its validation judges them.
         model = self._model_values()
         if self.arch is None:  # the dataset suggests one when the run starts
@@ -248,11 +276,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown training parameter(s) {unknown}; known: {sorted(known)}")
+        _check_known(d)
         return cls(**d)
+
+    @classmethod
+    def from_checked(cls, d: dict) -> TrainConfig:
+        """A config of values that were checked when they were read, built without checking them again.
+
+        For a sweep's trials, whose pipeline checks every value a trial can get when it is read (each
+        fixed value, and each search-space domain's bounds or choices: :meth:`check_value`) together
+        with the rules that join them as far as it can see (:meth:`check_parts`). Only TrainConfig's own
+        joined rule runs here, since two sampled values can still meet (``readout=rate`` with
+        ``time_steps=1``); the model, the policy and the trigger check theirs when the trainer builds
+        them. Everyone else builds with the constructor or :meth:`from_dict`, which check everything.
+        """
+        _check_known(d)
+        config = object.__new__(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            setattr(config, f.name, d.get(f.name, default))
+        config._check_rules()
+        return config
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -300,6 +344,24 @@ class TrainConfig:
 
 
 _MODEL_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["group"] == "model")
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_known(d: dict) -> None:
+    unknown = sorted(set(d) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown training parameter(s) {unknown}; known: {sorted(_FIELDS)}")
+
+
+def _check_range(f: dataclasses.Field, value: object) -> None:
+    if "range" in f.metadata and value is not None:  # None means "not set"
+        check_in_range(f.name, value, f.metadata["range"])
+
+
+def _check_choice(f: dataclasses.Field, value: object) -> None:
+    allowed = f.metadata.get("choices")
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"unknown {f.name} {value!r}; choose one of {list(allowed)}")
 
 
 def get_lr(step: int, total: int, base: float, schedule: str, warmup_frac: float = 0.25) -> float:
@@ -389,47 +451,15 @@ class Trainer:
         _set_determinism(c.deterministic, self.device)
         self.batch_size = c.batch_size or DEFAULT_BATCH_SIZE.get(self.device.type, DEFAULT_BATCH_SIZE["cpu"])
         torch.manual_seed(c.seed)
-        dataset_info(c.dataset)  # unknown name -> ConfigError before any file is read
-        self.splits = splits or load_dataset(
-            c.dataset,
-            c.data_dir,
-            time_steps=c.time_steps,
-            limit_train=c.limit_train,
-            limit_test=c.limit_test,
-            seed=c.seed,
-            val_fraction=c.val_fraction,
-            **c.data_options,
-        )
-        if self.splits.val_y is None:
-            raise ConfigError(
-                f"dataset {c.dataset!r} came without a validation split; load it with load_dataset"
-            )
-        self.model: SpikingNet = build_model(c.model_config(self.splits.info)).to(self.device)
-        if c.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.splits = self._load_splits(splits)
+        self.model: SpikingNet = self._build_model()
         # the training forward; evaluation and BN re-estimation run the eager model
         self.train_forward = torch.compile(self.model) if c.compile else self.model
         self.notes: list[str] = []  # one line each, for the user: printed to stderr and in the result
-        self.policy = c.make_policy()
-        self.fp32_bytes = fp32_bytes(self.model)
-        self.policy.check(self.model, self._reduction)  # before any training
-        self.policy.start(self.model)
-        if c.binarize not in ("all", "none") and not any(
-            self.policy.is_decision_epoch(e) for e in range(1, c.epochs + 1)
-        ):
-            self._note(
-                f"binarize={c.binarize} never decides in {c.epochs} epoch(s) (warm-up {c.warmup}, "
-                f"freeze_last {c.freeze_last}): this run trains in full precision"
-            )
+        self._start_policy()
         self.trigger = c.make_trigger()
         self.optimizer = self._make_optimizer()
-        s = self.splits
-        self.train_loader = TensorLoader(
-            s.train_x, s.train_y, self.batch_size, shuffle=True, seed=c.seed, device=self.device
-        )
-        self.eval_batch = EVAL_BATCH.get(self.device.type, EVAL_BATCH["cpu"])
-        self.val_loader = TensorLoader(s.val_x, s.val_y, self.eval_batch, device=self.device)
-        self.test_loader = TensorLoader(s.test_x, s.test_y, self.eval_batch, device=self.device)
+        self._make_loaders()
         self.probe = self._make_probe(c.calibration_size)
         self.policy.estimator.bind(self.probe)
         self.epoch = 0
@@ -439,6 +469,57 @@ class Trainer:
         self.changed_epoch = 0  # last epoch whose decision changed the binary set
         self.history: list[dict] = []
         self.out = Path(c.out).resolve() if c.out else None
+
+    def _load_splits(self, splits: DatasetSplits | None) -> DatasetSplits:
+        """``splits``, or the dataset loaded as the config says; either must have a validation split."""
+        c = self.config
+        dataset_info(c.dataset)  # unknown name -> ConfigError before any file is read
+        splits = splits or load_dataset(
+            c.dataset,
+            c.data_dir,
+            time_steps=c.time_steps,
+            limit_train=c.limit_train,
+            limit_test=c.limit_test,
+            seed=c.seed,
+            val_fraction=c.val_fraction,
+            **c.data_options,
+        )
+        if splits.val_y is None:
+            raise ConfigError(
+                f"dataset {c.dataset!r} came without a validation split; load it with load_dataset"
+            )
+        return splits
+
+    def _build_model(self) -> SpikingNet:
+        model = build_model(self.config.model_config(self.splits.info)).to(self.device)
+        if self.config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def _start_policy(self) -> None:
+        """The binarization policy, checked against the model before any training, and its FP32 size."""
+        c = self.config
+        self.policy = c.make_policy()
+        self.fp32_bytes = fp32_bytes(self.model)
+        self.policy.check(self.model, self._reduction)
+        self.policy.start(self.model)
+        if c.binarize not in ("all", "none") and not any(
+            self.policy.is_decision_epoch(e) for e in range(1, c.epochs + 1)
+        ):
+            self._note(
+                f"binarize={c.binarize} never decides in {c.epochs} epoch(s) (warm-up {c.warmup}, "
+                f"freeze_last {c.freeze_last}): this run trains in full precision"
+            )
+
+    def _make_loaders(self) -> None:
+        """Training batches shuffled by the seed; validation and test in larger evaluation batches."""
+        s, device = self.splits, self.device
+        self.train_loader = TensorLoader(
+            s.train_x, s.train_y, self.batch_size, shuffle=True, seed=self.config.seed, device=device
+        )
+        self.eval_batch = EVAL_BATCH.get(device.type, EVAL_BATCH["cpu"])
+        self.val_loader = TensorLoader(s.val_x, s.val_y, self.eval_batch, device=device)
+        self.test_loader = TensorLoader(s.test_x, s.test_y, self.eval_batch, device=device)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """One parameter group per switchable layer (BWO scales only the binary ones) plus the rest."""
@@ -611,31 +692,31 @@ class Trainer:
             self._maybe_bwo(val_loss)
             size = storage_bytes(self.model)
             metrics = {
-                "epoch": self.epoch,
-                "train_loss": train_loss,
-                "train_accuracy": train_acc,
-                "val_accuracy": val_acc,
-                "val_loss": val_loss,
-                "best_val_accuracy": max([val_acc] + [h["val_accuracy"] for h in self.history]),
-                "test_accuracy": test_acc,
-                "test_loss": test_loss,
-                "storage_bytes": size,
-                "fp32_bytes": full,
-                "storage_reduction": 1 - size / full,
-                "binarized_layers": binary,
-                "num_binarized": len(binary),
-                "estimates": self.policy.epoch_estimates(self.epoch),
-                "firing_rates": rates,
-                "epoch_seconds": seconds,
+                EPOCH: self.epoch,
+                TRAIN_LOSS: train_loss,
+                TRAIN_ACCURACY: train_acc,
+                VAL_ACCURACY: val_acc,
+                VAL_LOSS: val_loss,
+                BEST_VAL_ACCURACY: max([val_acc] + [h[VAL_ACCURACY] for h in self.history]),
+                TEST_ACCURACY: test_acc,
+                TEST_LOSS: test_loss,
+                STORAGE_BYTES: size,
+                FP32_BYTES: full,
+                STORAGE_REDUCTION: 1 - size / full,
+                BINARIZED_LAYERS: binary,
+                NUM_BINARIZED: len(binary),
+                ESTIMATES: self.policy.epoch_estimates(self.epoch),
+                FIRING_RATES: rates,
+                EPOCH_SECONDS: seconds,
                 LEARNING_RATE: self.optimizer.param_groups[-1]["lr"],
-                "bwo_epoch": self.bwo_epoch,
+                BWO_EPOCH: self.bwo_epoch,
             }
             if self.epoch == c.epochs and c.estimator_check:
                 metrics[ESTIMATOR_CHECK] = self.check_estimators()
             self.history.append(metrics)
             if self.out:
                 self.save_checkpoint(self.out / CHECKPOINT)
-                _write_atomic(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+                write_atomic(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
             if any([cb.on_epoch_end(self, metrics) for cb in self.callbacks]):
                 break
         result = self.result()
@@ -650,7 +731,7 @@ class Trainer:
             return
         if not any(m.is_binary for m in binary_layers(self.model).values()):
             return  # nothing to optimise: no LR cut, no confound
-        since = [h["val_loss"] for h in self.history if h["epoch"] > self.changed_epoch]
+        since = [h[VAL_LOSS] for h in self.history if h[EPOCH] > self.changed_epoch]
         losses = since + ([val_loss] if self.epoch > self.changed_epoch else [])
         if not self.trigger.should_fire(self.epoch, losses):
             return
@@ -695,28 +776,28 @@ class Trainer:
 
     def result(self) -> dict:
         last = self.history[-1]
-        best = max(self.history, key=lambda h: h["val_accuracy"])  # first of equals: earliest epoch
+        best = max(self.history, key=lambda h: h[VAL_ACCURACY])  # first of equals: earliest epoch
         model_path = self.export(self.out / MODEL_FILE) if self.out else None
-        keys = ("val_accuracy", "test_accuracy", "storage_bytes", "fp32_bytes", "storage_reduction")
+        keys = (VAL_ACCURACY, TEST_ACCURACY, STORAGE_BYTES, FP32_BYTES, STORAGE_REDUCTION)
         return {
             **{k: last[k] for k in keys},
-            "binarized_layers": last["binarized_layers"],
+            BINARIZED_LAYERS: last[BINARIZED_LAYERS],
             "epochs": self.epoch,
-            "bwo_epoch": self.bwo_epoch,
+            BWO_EPOCH: self.bwo_epoch,
             "bwo_layers": self.bwo_layers,
             "model_path": str(model_path) if model_path else None,
-            "train_loss": last["train_loss"],
-            "train_accuracy": last["train_accuracy"],
-            "best_epoch": best["epoch"],
-            "best_val_accuracy": best["val_accuracy"],
-            "best_epoch_test_accuracy": best["test_accuracy"],
+            TRAIN_LOSS: last[TRAIN_LOSS],
+            TRAIN_ACCURACY: last[TRAIN_ACCURACY],
+            BEST_EPOCH: best[EPOCH],
+            BEST_VAL_ACCURACY: best[VAL_ACCURACY],
+            BEST_EPOCH_TEST_ACCURACY: best[TEST_ACCURACY],
             ESTIMATOR_CHECK: last.get(ESTIMATOR_CHECK),
             "decisions": [dataclasses.asdict(d) for d in self.policy.decisions],
             "notes": self.notes,
             "arch": self.model.config.arch,
             "dataset": self.config.dataset,
             "time_steps": self.config.time_steps,
-            "seconds": sum(h["epoch_seconds"] for h in self.history),
+            "seconds": sum(h[EPOCH_SECONDS] for h in self.history),
         }
 
     def export(self, path: Path) -> Path:
@@ -728,8 +809,8 @@ class Trainer:
             "dataset": self.config.dataset,
             "class_names": list(self.splits.info.class_names),
             "train_config": self.config.to_dict(),
-            "val_accuracy": last.get("val_accuracy"),
-            "test_accuracy": last.get("test_accuracy"),
+            VAL_ACCURACY: last.get(VAL_ACCURACY),
+            TEST_ACCURACY: last.get(TEST_ACCURACY),
             "epochs": self.epoch,
         }
         return save_model(self.model, path, metadata=meta)
@@ -754,17 +835,9 @@ class Trainer:
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
         """Write atomically (a killed run never leaves a half-written checkpoint)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="tmp-ckpt-", suffix=".pt")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return Path(path)
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Continue from ``path``: the run then ends with the weights an uninterrupted run has."""
@@ -791,12 +864,6 @@ class Trainer:
         torch.set_rng_state(state["rng"].cpu())
         if self.device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all([r.cpu() for r in state["cuda_rng"]])
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def fit(

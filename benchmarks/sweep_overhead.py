@@ -171,7 +171,7 @@ def _sweep_stats(uri: str, result) -> dict:
 
 def _hypervolume(points, reference) -> float:
     try:
-        from albsnn.report.pareto import hypervolume_2d
+        from albsnn.pareto import hypervolume_2d
     except ImportError:  # the report package is optional here; same definition
         hypervolume_2d = None
     acc = [a for a, _ in points]

@@ -167,7 +167,7 @@ def measure(trials: int, args, counters: Counters) -> dict:
         fn = tune.with_parameters(trivial_trial, epochs=pipe.epochs, checkpoint_every=pipe.checkpoint_every)
         return tune.with_resources(fn, {"cpu": pipe.resources["cpus"]})
 
-    runner._trainable = trivial_trainable
+    runner.make_trainable = trivial_trainable  # runner looks it up at call time
     with tempfile.TemporaryDirectory(prefix="albsnn-scale-") as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"

@@ -13,7 +13,7 @@ import pytest
 from albsnn.data import download_dataset, load_dataset
 from albsnn.data import files as files_module
 from albsnn.data.fashion_mnist import FashionMNIST
-from albsnn.data.files import atomic_write, download, safe_extract
+from albsnn.data.files import download, safe_extract
 from albsnn.errors import DataError
 
 PAYLOAD = b"event data " * 1000
@@ -152,13 +152,3 @@ def test_safe_extract_of_a_damaged_archive_is_a_clear_error(tmp_path):
     archive.write_bytes(_tar(tmp_path / "b.tgz", {"f": b"x" * 1000}).read_bytes()[:30])
     with pytest.raises(DataError, match="cannot read archive"):
         safe_extract(archive, tmp_path / "root")
-
-
-def test_atomic_write_leaves_nothing_when_writing_fails(tmp_path):
-    def fail(path: Path) -> None:
-        path.write_bytes(b"half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(tmp_path / "cache" / "x.npz", fail)
-    assert _leftovers(tmp_path / "cache") == []

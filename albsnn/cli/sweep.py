@@ -1,13 +1,55 @@
-"""``albsnn sweep``: run a pipeline's sweep on Ray Tune, tracked in MLflow."""
+"""``albsnn sweep``: run a pipeline's sweep on Ray Tune, tracked in MLflow, then make its report.
+
+The sweep (:mod:`albsnn.sweep`) never imports the report (:mod:`albsnn.report`, which reads what
+sweeps record): :func:`sweep_and_report` joins the two, in that order.
+
+    result = sweep_and_report("pipelines/demo.yaml", progress=False)
+    print(result.summary())       # ... report: runs/reports/<sweep id>
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
+from pathlib import Path
 
 from albsnn.cli import Command
 from albsnn.errors import ConfigError
+
+__all__ = ["Sweep", "sweep_and_report", "make_report"]
+
+_log = logging.getLogger(__name__)
+
+
+def sweep_and_report(pipeline: str | Path, **options):
+    """:func:`albsnn.sweep.run_sweep` (same ``options``), then the report, when one is due."""
+    from albsnn.sweep.runner import run_sweep
+
+    result = run_sweep(pipeline, **options)
+    if result.report_due:
+        make_report(result)
+    return result
+
+
+def make_report(result) -> None:
+    """Make the report of a finished sweep (:class:`~albsnn.sweep.result.SweepResult`) and note in
+    ``result`` where it is, or why there is none: a failed report never fails the recorded sweep."""
+    try:
+        from albsnn.report import generate_report
+    except ImportError as e:
+        result.report_error = f"albsnn.report is not available: {e}"
+        return
+    try:
+        out = generate_report(
+            result.tracking_uri, parent_run_id=result.parent_run_id, out_dir=result.report_out_dir
+        )
+    except Exception as e:  # the sweep is recorded either way; say why and how to retry
+        _log.exception("report generation failed")
+        result.report_error = f"{type(e).__name__}: {e}"
+        return
+    result.report_path = Path(out)
 
 
 class Sweep(Command):
@@ -86,10 +128,8 @@ class Sweep(Command):
                 )
             )
             return 0
-        from albsnn.sweep.runner import run_sweep
-
         command = " ".join(shlex.quote(a) for a in ["albsnn", *sys.argv[1:]])
-        result = run_sweep(
+        result = sweep_and_report(
             args.pipeline,
             tracking_uri=args.tracking_uri,
             address=args.address,

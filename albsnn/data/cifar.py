@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albsnn.data import DatasetInfo, DatasetSplits, DatasetStatus, register_dataset
 from albsnn.data.files import Archive, FileSpec, fetch_archive, folder_size, md5sum, require_files
+from albsnn.data.registry import DatasetInfo, DatasetSplits, DatasetStatus, register_dataset
 from albsnn.data.transforms import ImageTransform
 from albsnn.errors import DataError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albsnn.data import DatasetInfo, DatasetSplits, register_dataset
+from albsnn.data.registry import DatasetInfo, DatasetSplits, register_dataset
 
 INFO = DatasetInfo(
     name="digits",

@@ -41,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albsnn.data import (
+from albsnn.atomic import atomic_path
+from albsnn.data.files import Archive, fetch_archive, folder_size, safe_extract
+from albsnn.data.registry import (
     TEST_SUBSET_SEED,
     DatasetInfo,
     DatasetSplits,
@@ -49,7 +51,6 @@ from albsnn.data import (
     register_dataset,
     stratified_subset,
 )
-from albsnn.data.files import Archive, atomic_write, fetch_archive, folder_size, safe_extract
 from albsnn.data.transforms import EventTransform
 from albsnn.errors import ConfigError, DataError
 
@@ -248,11 +249,9 @@ class FrameCache:
         return (x, y) if x.shape == (n, *frame_shape) and y.shape == (n,) else None
 
     def write(self, path: Path, x: np.ndarray, y: np.ndarray) -> None:
-        def save(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-                np.savez(f, x=x, y=y)
-
-        atomic_write(path, save)
+        # a file object: np.savez would append ".npz" to the temporary name
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, x=x, y=y)
 
 
 @functools.cache

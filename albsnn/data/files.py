@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from albsnn.atomic import atomic_path
 from albsnn.errors import DataError
 
 __all__ = [
@@ -32,11 +33,9 @@ __all__ = [
     "download",
     "fetch_archive",
     "safe_extract",
-    "atomic_write",
 ]
 
 _CHUNK = 1 << 20
-_FILE_MODE = 0o644  # mkstemp creates 0600; data and cache files are not secrets
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation; a dead mirror fails instead of hanging a run
 
 
@@ -134,23 +133,17 @@ def download(url: str, target: Path, md5: str, *, timeout: float = DOWNLOAD_TIME
 
 
 def _stream_verified(response, target: Path, md5: str, url: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
+    # a wrong md5 raises inside the block, so the temporary file goes and the target never appears
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        for chunk in iter(lambda: response.read(_CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
         if digest.hexdigest() != md5:
             raise DataError(
                 f"download of {url} has md5 {digest.hexdigest()}, expected {md5}; nothing was written to "
                 f"{target.parent} - retry, or fetch the file by hand and put it there"
             )
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)  # after os.replace it is gone already; after any failure it must go
 
 
 def fetch_archive(root: Path, archive: Archive) -> Path:
@@ -218,17 +211,3 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
         raise DataError(f"cannot extract {archive}: {e}; delete it and download it again") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def atomic_write(target: Path, write) -> None:
-    """Call ``write(path)`` on a temporary file beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from albsnn.errors import AlbsnnError
+from albsnn.pareto import hypervolume_2d, pareto_mask
 from albsnn.report.ablation import (
     AblationInfo,
     AblationRow,
@@ -47,7 +48,7 @@ from albsnn.report.ablation import (
 )
 from albsnn.report.estimator_check import EstimatorCheckInfo, estimator_check
 from albsnn.report.info import ReportInfo, build_info
-from albsnn.report.pareto import HypervolumeInfo, ParetoInfo, ParetoPoint, hypervolume_2d, pareto_mask
+from albsnn.report.pareto import HypervolumeInfo, ParetoInfo, ParetoPoint
 from albsnn.report.source import RunsData, load_runs
 
 __all__ = [

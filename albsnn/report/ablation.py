@@ -389,6 +389,20 @@ def paired_contrasts(
         ...                         [("a", "b")])
         >>> print(info.to_markdown())  # doctest: +SKIP
     """
+    _check_contrast_options(confidence, power, alpha, effects, margin)
+    _check_pairs(values, pairs)
+    measured = [_measure(values, cell, control, confidence, power, alpha) for cell, control in pairs]
+    adjusted = holm([st.p for *_, st in measured])
+    contrasts = tuple(
+        _contrast(*m, p_holm, effects=effects, power=power, alpha=alpha, margin=margin)
+        for m, p_holm in zip(measured, adjusted, strict=True)
+    )
+    return ContrastInfo(contrasts, confidence=confidence, power=power, alpha=alpha, margin=margin)
+
+
+def _check_contrast_options(
+    confidence: float, power: float, alpha: float, effects: Sequence[float], margin: float
+) -> None:
     for name, x in (("confidence", confidence), ("power", power), ("alpha", alpha)):
         if not 0 < x < 1:
             raise ValueError(f"{name} must lie in (0, 1), but got {name}={x}")
@@ -396,6 +410,9 @@ def paired_contrasts(
         raise ValueError(f"power must exceed alpha, but got {power=}, {alpha=}")
     if margin < 0 or any(not e > 0 for e in effects):
         raise ValueError(f"margin must be >= 0 and effects > 0, but got {margin=}, {effects=}")
+
+
+def _check_pairs(values: Mapping[str, Mapping], pairs: Sequence[tuple[str, str]]) -> None:
     for pair in pairs:
         absent = [c for c in pair if c not in values]
         if absent:
@@ -403,36 +420,48 @@ def paired_contrasts(
                 f"contrast {pair[0]} - {pair[1]}: no values for {', '.join(map(repr, absent))}; "
                 f"cells present: {', '.join(map(repr, values)) or 'none'}"
             )
-    stats_ = []
-    for cell, control in pairs:
-        seeds = tuple(sorted((s for s in values[cell] if s in values[control]), key=_seed_key))
-        a = [float(values[cell][s]) for s in seeds]
-        b = [float(values[control][s]) for s in seeds]
-        stats_.append((cell, control, seeds, _paired(a, b, confidence, power, alpha)))
-    adjusted = holm([st.p for *_, st in stats_])
-    contrasts = []
-    for (cell, control, seeds, st), p_holm in zip(stats_, adjusted, strict=True):
-        needed = {
-            float(e): None if st.sd is None else _seeds_needed(float(e), st.sd, power, alpha) for e in effects
-        }
-        contrasts.append(
-            Contrast(
-                cell=cell,
-                control=control,
-                n=st.n,
-                seeds=seeds,
-                mean=st.mean,
-                sd=st.sd,
-                ci_low=st.ci_low,
-                ci_high=st.ci_high,
-                p=st.p,
-                p_holm=p_holm,
-                mde=st.mde,
-                seeds_needed=needed,
-                verdict=_verdict(p_holm, st.ci_low, st.ci_high, alpha, margin),
-            )
-        )
-    return ContrastInfo(tuple(contrasts), confidence=confidence, power=power, alpha=alpha, margin=margin)
+
+
+def _measure(
+    values: Mapping[str, Mapping], cell: str, control: str, confidence: float, power: float, alpha: float
+) -> tuple[str, str, tuple, _Paired]:
+    """``(cell, control, the seeds both have, their paired statistics)``."""
+    seeds = tuple(sorted((s for s in values[cell] if s in values[control]), key=_seed_key))
+    a = [float(values[cell][s]) for s in seeds]
+    b = [float(values[control][s]) for s in seeds]
+    return cell, control, seeds, _paired(a, b, confidence, power, alpha)
+
+
+def _contrast(
+    cell: str,
+    control: str,
+    seeds: tuple,
+    st: _Paired,
+    p_holm: float | None,
+    *,
+    effects: Sequence[float],
+    power: float,
+    alpha: float,
+    margin: float,
+) -> Contrast:
+    needed = {
+        float(e): None if st.sd is None else _seeds_needed(float(e), st.sd, power, alpha) for e in effects
+    }
+    return Contrast(
+        cell=cell,
+        control=control,
+        n=st.n,
+        seeds=seeds,
+        mean=st.mean,
+        sd=st.sd,
+        ci_low=st.ci_low,
+        ci_high=st.ci_high,
+        p=st.p,
+        p_holm=p_holm,
+        mde=st.mde,
+        seeds_needed=needed,
+        verdict=_verdict(p_holm, st.ci_low, st.ci_high, alpha, margin),
+    )
 
 
 def _verdict(p_holm: float | None, low: float | None, high: float | None, alpha: float, margin: float) -> str:
@@ -500,6 +529,33 @@ def ablation_rows(
     if baseline not in labels:
         raise ValueError(f"baseline {baseline!r} is not one of the configurations {labels}")
     seeds = sorted({seed for _, seed, *_ in runs}, key=_seed_key)
+    outcomes = _outcomes(labels, runs)
+    groups = _groups(configs, replicate)
+    baseline = next(name for name, (_, members) in groups.items() if baseline in members)
+    merged = {name: _merge(members, *outcomes) for name, (_, members) in groups.items()}
+    base = merged[baseline]["values"]
+    partial = [
+        _row_fields(
+            name, levels, len(members), merged[name], base, is_base=name == baseline, seeds=seeds, test=test
+        )
+        for name, (levels, members) in groups.items()
+    ]
+    adjusted = holm([r["p_value"] for r in partial])
+    rows = tuple(AblationRow(**r, p_holm=adj) for r, adj in zip(partial, adjusted, strict=True))
+    rows = tuple(sorted(rows, key=lambda r: not r.baseline))  # stable: baseline first, then grid order
+    return AblationInfo(
+        metric=metric,
+        factors=tuple(f for f in factors if f != replicate),
+        seeds=tuple(seeds),
+        test=test,
+        rows=rows,
+        replicate=replicate,
+    )
+
+
+def _outcomes(labels: Sequence[str], runs: Sequence[tuple]) -> tuple[dict, dict, dict, dict]:
+    """Per configuration: ``{seed: value}`` of the finished runs for the metric, the storage
+    reduction and the validation accuracy, and the set of seeds it tried."""
     finished: dict[str, dict] = {label: {} for label in labels}
     reduction: dict[str, dict] = {label: {} for label in labels}
     val: dict[str, dict] = {label: {} for label in labels}
@@ -512,59 +568,51 @@ def ablation_rows(
                 reduction[label][seed] = float(red)
             if rest and rest[0] is not None and math.isfinite(rest[0]):
                 val[label][seed] = float(rest[0])
-    groups = _groups(configs, replicate)
-    baseline = next(name for name, (_, members) in groups.items() if baseline in members)
-    merged = {name: _merge(members, finished, reduction, val, tried) for name, (_, members) in groups.items()}
-    base = merged[baseline]["values"]
+    return finished, reduction, val, tried
+
+
+def _row_fields(
+    name: str,
+    levels: dict,
+    replicates: int,
+    merged: dict,
+    base: dict,
+    *,
+    is_base: bool,
+    seeds: list,
+    test: str,
+) -> dict:
+    """A row's fields but ``p_holm``: its statistics over the seeds, and its pairing with ``base``."""
+    values = dict(sorted(merged["values"].items(), key=lambda kv: _seed_key(kv[0])))
+    arr = np.array(list(values.values()))
+    mean = float(arr.mean()) if len(arr) else None
     base_mean = _mean(base)
-    partial = []
-    for name, (levels, members) in groups.items():
-        m = merged[name]
-        values = dict(sorted(m["values"].items(), key=lambda kv: _seed_key(kv[0])))
-        arr = np.array(list(values.values()))
-        mean = float(arr.mean()) if len(arr) else None
-        common = [s for s in values if s in base]
-        is_base = name == baseline
-        a, b = [values[s] for s in common], [base[s] for s in common]
-        p = None if is_base else paired_test(a, b, test)
-        pair = (
-            _paired([], [], CONFIDENCE, POWER, ALPHA) if is_base else _paired(a, b, CONFIDENCE, POWER, ALPHA)
-        )
-        partial.append(
-            dict(
-                label=name,
-                levels=levels,
-                baseline=is_base,
-                values=values,
-                mean=mean,
-                std=float(arr.std(ddof=1)) if len(arr) >= 2 else None,
-                n=len(arr),
-                expected=len(seeds),
-                missing_seeds=tuple(s for s in seeds if s not in m["tried"]),
-                failed_seeds=tuple(s for s in seeds if s in m["tried"] and s not in values),
-                delta=None if mean is None or base_mean is None else mean - base_mean,
-                n_pairs=len(common),
-                p_value=p,
-                storage_reduction=_mean(m["reduction"]),
-                val_mean=_mean(m["val"]),
-                paired_delta=pair.mean,
-                ci_low=pair.ci_low,
-                ci_high=pair.ci_high,
-                mde=pair.mde,
-                replicates=len(members),
-                partial_seeds=tuple(s for s in seeds if s in m["partial"]),
-            )
-        )
-    adjusted = holm([r["p_value"] for r in partial])
-    rows = tuple(AblationRow(**r, p_holm=adj) for r, adj in zip(partial, adjusted, strict=True))
-    rows = tuple(sorted(rows, key=lambda r: not r.baseline))  # stable: baseline first, then grid order
-    return AblationInfo(
-        metric=metric,
-        factors=tuple(f for f in factors if f != replicate),
-        seeds=tuple(seeds),
-        test=test,
-        rows=rows,
-        replicate=replicate,
+    common = [s for s in values if s in base]
+    a, b = [values[s] for s in common], [base[s] for s in common]
+    p = None if is_base else paired_test(a, b, test)
+    pair = _paired([], [], CONFIDENCE, POWER, ALPHA) if is_base else _paired(a, b, CONFIDENCE, POWER, ALPHA)
+    return dict(
+        label=name,
+        levels=levels,
+        baseline=is_base,
+        values=values,
+        mean=mean,
+        std=float(arr.std(ddof=1)) if len(arr) >= 2 else None,
+        n=len(arr),
+        expected=len(seeds),
+        missing_seeds=tuple(s for s in seeds if s not in merged["tried"]),
+        failed_seeds=tuple(s for s in seeds if s in merged["tried"] and s not in values),
+        delta=None if mean is None or base_mean is None else mean - base_mean,
+        n_pairs=len(common),
+        p_value=p,
+        storage_reduction=_mean(merged["reduction"]),
+        val_mean=_mean(merged["val"]),
+        paired_delta=pair.mean,
+        ci_low=pair.ci_low,
+        ci_high=pair.ci_high,
+        mde=pair.mde,
+        replicates=replicates,
+        partial_seeds=tuple(s for s in seeds if s in merged["partial"]),
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from albsnn.metrics import STORAGE_BYTES, VAL_ACCURACY
+from albsnn.pareto import ACCURACY_STORAGE, pareto_mask
 from albsnn.report.info import ReportInfo
 
 __all__ = ["FIGURES", "save_figures", "plot_contrasts"]
@@ -114,25 +116,14 @@ def _confirmed(ax, info: ReportInfo) -> None:
 
 
 def plot_pareto(info: ReportInfo):
-    """Validation accuracy vs bytes (log): grey dominated runs, the front as a staircase, the test
+    """Validation accuracy vs bytes (log): grey dominated runs, the front and its staircase, the test
     accuracy of each front point as an x, and a key of the front's settings below."""
     from matplotlib.figure import Figure
 
     p, hv = info.pareto, info.hypervolume
     dom, front = p.dominated, p.front
     groups = _rank_groups(front)
-    key = [
-        f"{text}: {ps[0].label}"
-        + (f" (+{len(ps) - 1} same point)" if len(ps) > 1 and len({q.label for q in ps}) == 1 else "")
-        for _, _, text, ps in groups
-    ]
-    if any(
-        len({q.label for q in ps}) > 1 for *_, ps in groups
-    ):  # duplicates with different settings: one line each
-        key = [f"#{q.rank}: {q.label}" for q in front]
-    shown = key[:_MAX_KEY_LINES] + (
-        [f"... {len(key) - _MAX_KEY_LINES} more in pareto.csv"] if len(key) > _MAX_KEY_LINES else []
-    )
+    shown = _front_key(front, groups)
     fig = Figure(figsize=(9, 5.3 + 0.15 * len(shown)), layout="constrained")
     ax, text_ax = fig.subplots(2, 1, height_ratios=[5.2, 0.1 + 0.15 * len(shown)])
     ax.grid(True, alpha=0.3, linewidth=0.6)
@@ -146,64 +137,13 @@ def plot_pareto(info: ReportInfo):
             label=f"dominated ({len(dom)})",
             zorder=2,
         )
-    xs = np.array([f.storage_bytes for f in front])
-    ys = np.array([100 * f.val_accuracy for f in front])
-    ax.step(
-        np.append(xs, hv.reference_bytes),
-        np.append(ys, ys[-1]),
-        where="post",
-        color=_FRONT,
-        alpha=0.5,
-        zorder=2,
-    )
-    ax.scatter(
-        xs,
-        ys,
-        s=46,
-        color=_FRONT,
-        edgecolor="white",
-        linewidth=0.8,
-        label=f"Pareto front, selected on validation ({len(front)})",
-        zorder=3,
-    )
+    xs = _draw_front(ax, front, hv.reference_bytes)
     _test_marks(ax, xs, front)
     _confirmed(ax, info)
-    ax.axhline(100 * hv.reference_accuracy, color=_REF, linestyle=":", linewidth=1)
-    ax.axvline(hv.reference_bytes, color=_REF, linestyle=":", linewidth=1)
-    ax.annotate(
-        "reference point (chance, full precision)",
-        (hv.reference_bytes, 100 * hv.reference_accuracy),
-        xytext=(-6, 5),
-        textcoords="offset points",
-        ha="right",
-        fontsize=7,
-        color=_REF,
-    )
+    _draw_reference(ax, hv)
     low, high = _accuracy_limits(_plotted_accuracies(info))
-    below = [d for d in dom if 100 * d.val_accuracy < low]
-    if below:  # zoomed past them: a mark on the bottom edge, counted in the key
-        ax.scatter(
-            [d.storage_bytes for d in below],
-            [low + 0.015 * (high - low)] * len(below),
-            marker="v",
-            s=22,
-            facecolor="none",
-            edgecolor=_GREY,
-            label=f"dominated, below the axis ({len(below)})",
-            zorder=2,
-        )
-    if p.published is not None:
-        pub = p.published
-        y = 100 * pub.accuracy
-        where = " (above the axis)" if y > high else " (below the axis)" if y < low else ""
-        ax.axhline(
-            y,
-            color=_PAPER,
-            linestyle="--",
-            linewidth=1.2,
-            label=f"paper: {y:.2f}% (T={pub.time_steps}, "
-            f">{100 * pub.min_storage_reduction:.0f}% smaller; its own network){where}",
-        )
+    _draw_below_axis(ax, dom, low, high)
+    _draw_published(ax, p.published, low, high)
     ax.set_xscale("log")
     xmin = min(float(xs.min()), min((d.storage_bytes for d in dom), default=np.inf))
     ax.set_xlim(xmin / 1.5, hv.reference_bytes * 1.5)
@@ -225,6 +165,90 @@ def plot_pareto(info: ReportInfo):
     )
     _rank_labels(fig, ax, [(x, 100 * y, text) for x, y, text, _ in groups])
     return fig
+
+
+def _front_key(front, groups) -> list[str]:
+    """The key below the figure: one line per front mark (or per run where a mark's settings differ)."""
+    key = [
+        f"{text}: {ps[0].label}"
+        + (f" (+{len(ps) - 1} same point)" if len(ps) > 1 and len({q.label for q in ps}) == 1 else "")
+        for _, _, text, ps in groups
+    ]
+    if any(len({q.label for q in ps}) > 1 for *_, ps in groups):  # duplicates with different settings
+        key = [f"#{q.rank}: {q.label}" for q in front]
+    more = [f"... {len(key) - _MAX_KEY_LINES} more in pareto.csv"] if len(key) > _MAX_KEY_LINES else []
+    return key[:_MAX_KEY_LINES] + more
+
+
+def _draw_front(ax, front, reference_bytes: float) -> np.ndarray:
+    """The front's points and, through those no other front point beats on accuracy and storage, the
+    staircase (all of them when the objectives are those two; with others, some front points sit below
+    it). Returns the points' bytes."""
+    xs = np.array([f.storage_bytes for f in front])
+    ys = np.array([100 * f.val_accuracy for f in front])
+    stairs = pareto_mask({VAL_ACCURACY: ys, STORAGE_BYTES: xs}, ACCURACY_STORAGE)
+    sx, sy = xs[stairs], ys[stairs]  # front order: storage ascending
+    ax.step(
+        np.append(sx, reference_bytes), np.append(sy, sy[-1]), where="post", color=_FRONT, alpha=0.5, zorder=2
+    )
+    ax.scatter(
+        xs,
+        ys,
+        s=46,
+        color=_FRONT,
+        edgecolor="white",
+        linewidth=0.8,
+        label=f"Pareto front, selected on validation ({len(front)})",
+        zorder=3,
+    )
+    return xs
+
+
+def _draw_reference(ax, hv) -> None:
+    """Dotted lines at the hypervolume's reference point (chance, full precision)."""
+    ax.axhline(100 * hv.reference_accuracy, color=_REF, linestyle=":", linewidth=1)
+    ax.axvline(hv.reference_bytes, color=_REF, linestyle=":", linewidth=1)
+    ax.annotate(
+        "reference point (chance, full precision)",
+        (hv.reference_bytes, 100 * hv.reference_accuracy),
+        xytext=(-6, 5),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color=_REF,
+    )
+
+
+def _draw_below_axis(ax, dominated, low: float, high: float) -> None:
+    """Dominated runs the zoomed axis leaves out: a mark on the bottom edge, counted in the key."""
+    below = [d for d in dominated if 100 * d.val_accuracy < low]
+    if below:
+        ax.scatter(
+            [d.storage_bytes for d in below],
+            [low + 0.015 * (high - low)] * len(below),
+            marker="v",
+            s=22,
+            facecolor="none",
+            edgecolor=_GREY,
+            label=f"dominated, below the axis ({len(below)})",
+            zorder=2,
+        )
+
+
+def _draw_published(ax, pub, low: float, high: float) -> None:
+    """The paper's accuracy as a dashed line (said to be off the axis when it is)."""
+    if pub is None:
+        return
+    y = 100 * pub.accuracy
+    where = " (above the axis)" if y > high else " (below the axis)" if y < low else ""
+    ax.axhline(
+        y,
+        color=_PAPER,
+        linestyle="--",
+        linewidth=1.2,
+        label=f"paper: {y:.2f}% (T={pub.time_steps}, "
+        f">{100 * pub.min_storage_reduction:.0f}% smaller; its own network){where}",
+    )
 
 
 _LABEL_FONT = 8.0  # points

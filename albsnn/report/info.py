@@ -22,6 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from albsnn.metrics import FP32_BYTES, STORAGE_REDUCTION
+from albsnn.pareto import (
+    ACCURACY_STORAGE,
+    as_objectives,
+    hypervolume_2d,
+    hypervolume_history,
+    pareto_mask,
+    selected_test_hypervolume,
+)
 from albsnn.report.ablation import REPLICATE_FACTOR, AblationInfo, ablation_rows, config_label
 from albsnn.report.curves import (
     EstimatorHistoryInfo,
@@ -35,17 +44,7 @@ from albsnn.report.curves import (
     layer_sort_key,
 )
 from albsnn.report.estimator_check import EstimatorCheckInfo, estimator_check
-from albsnn.report.pareto import (
-    PUBLISHED,
-    HypervolumeInfo,
-    ParetoInfo,
-    ParetoPoint,
-    SweepHypervolume,
-    hypervolume_2d,
-    hypervolume_history,
-    pareto_mask,
-    selected_test_hypervolume,
-)
+from albsnn.report.pareto import PUBLISHED, HypervolumeInfo, ParetoInfo, ParetoPoint, SweepHypervolume
 from albsnn.report.paths import relative_paths
 from albsnn.report.source import (
     BEST_VAL_ACCURACY,
@@ -55,6 +54,7 @@ from albsnn.report.source import (
     TEST_ACCURACY,
     VAL_ACCURACY,
 )
+from albsnn.sweep.tracking import layout as L
 
 __all__ = [
     "SweepHeader",
@@ -302,7 +302,7 @@ class _Settings:
 
 def _base_config(data, sweep_id: str) -> dict:
     sweep = next((s for s in data.sweeps if s.run_id == sweep_id), None)
-    base = sweep.json_tag("base_config", {}) if sweep else {}
+    base = sweep.json_tag(L.BASE_CONFIG, {}) if sweep else {}
     return base if isinstance(base, dict) else {}
 
 
@@ -351,24 +351,10 @@ def _config_label(levels: Mapping, digits: int = 6) -> str:
 # ---- the builder -------------------------------------------------------------------------------------
 def build_info(data, *, test: str = "t") -> ReportInfo:
     """Compute the whole report from what :func:`~albsnn.report.source.load_runs` read."""
-    from albsnn.errors import AlbsnnError
-
     df = data.runs
     notes: list[str] = []
-    for name in (SELECTED_ON, REPORTED, STORAGE_BYTES, "fp32_bytes", "storage_reduction"):
-        if _m(name) not in df:
-            df[_m(name)] = np.nan
-    ok = (df["state"] == "FINISHED") & df[_m(SELECTED_ON)].map(_finite) & df[_m(STORAGE_BYTES)].map(_finite)
-    fin = df[ok]
-    if not len(fin):
-        raise AlbsnnError(
-            f"no finished run logged {SELECTED_ON} and {STORAGE_BYTES}: the report selects on validation "
-            "accuracy, so runs from before the validation split cannot be reported (see docs/reports.md)"
-        )
-    skipped = int((df["state"] == "FINISHED").sum() - len(fin))
-    if skipped:
-        notes.append(f"{skipped} finished run(s) without {SELECTED_ON}/{STORAGE_BYTES} metrics were left out")
-
+    objectives = _objectives(data, notes)
+    fin = _finished(df, objectives, notes)
     settings = _Settings(data, df)
     dataset = _dataset(data, fin, settings)
     chance, classes, note = _chance(dataset)
@@ -376,10 +362,10 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
         notes.append(note)
     factors = _varying(df, data.param_names)
 
-    pareto = _pareto(fin, settings, dataset, factors)
-    fp32 = fin[_m("fp32_bytes")].max()
+    pareto = _pareto(fin, settings, dataset, objectives, factors)
+    fp32 = fin[_m(FP32_BYTES)].max()
     ref_bytes = float(fp32) if _finite(fp32) else float(fin[_m(STORAGE_BYTES)].max())
-    hv = _hypervolume(data, df, fin, (chance, ref_bytes))
+    hv = _hypervolume(data, df, fin, (chance, ref_bytes), objectives)
     info = ReportInfo(
         title=data.title,
         header=_header(data, fin, dataset, classes),
@@ -404,6 +390,63 @@ def build_info(data, *, test: str = "t") -> ReportInfo:
     return dataclasses.replace(info, ablation=ablation, learning=learning, notes=tuple(notes))
 
 
+def _objectives(data, notes: list[str]) -> dict[str, str]:
+    """What chooses the front: the objectives the sweeps declared, else validation accuracy and storage.
+
+    Sweeps that declare none (runs without a sweep, sweeps older than the tag) do not count; sweeps
+    that declare different ones get the default, with a note.
+    """
+    declared: list[dict[str, str]] = []
+    for s in data.sweeps:
+        try:
+            objectives = as_objectives(s.json_tag(L.OBJECTIVES) or {})
+        except (TypeError, ValueError):  # not declared, or not {metric: max | min}
+            continue
+        if objectives not in declared:
+            declared.append(objectives)
+    if len(declared) == 1:
+        return declared[0]
+    if declared:
+        listed = "; ".join(_objective_words(o) for o in declared)
+        notes.append(
+            f"the sweeps declare different objectives ({listed}); the front uses "
+            f"{_objective_words(dict(ACCURACY_STORAGE))}"
+        )
+    return dict(ACCURACY_STORAGE)
+
+
+def _objective_words(objectives: Mapping[str, str]) -> str:
+    return ", ".join(f"{metric} {direction}" for metric, direction in objectives.items())
+
+
+def _finished(df, objectives: Mapping[str, str], notes: list[str]):
+    """The finished runs with a finite value of every metric that selects (and of storage)."""
+    from albsnn.errors import AlbsnnError
+
+    needed = list(dict.fromkeys((SELECTED_ON, STORAGE_BYTES, *objectives)))
+    for name in (*needed, REPORTED, FP32_BYTES, STORAGE_REDUCTION):
+        if _m(name) not in df:
+            df[_m(name)] = np.nan
+    ok = df["state"] == "FINISHED"
+    for name in needed:
+        ok &= df[_m(name)].map(_finite)
+    fin = df[ok]
+    if not len(fin):
+        raise AlbsnnError(
+            f"no finished run logged {' and '.join(needed)}: the report selects on validation "
+            "accuracy, so runs from before the validation split cannot be reported (see docs/reports.md)"
+        )
+    skipped = int((df["state"] == "FINISHED").sum() - len(fin))
+    if skipped:
+        notes.append(f"{skipped} finished run(s) without {'/'.join(needed)} metrics were left out")
+    return fin
+
+
+def _front(frame, objectives: Mapping[str, str]) -> np.ndarray:
+    """Mask of the runs of ``frame`` no other run of it dominates on ``objectives`` (validation only)."""
+    return pareto_mask({name: _values(frame, name) for name in objectives}, objectives)
+
+
 def _m(name: str) -> str:
     """The frame column of a metric's last value."""
     return f"metrics.{name}"
@@ -416,7 +459,7 @@ def _values(frame, name: str) -> np.ndarray:
 def _dataset(data, fin, settings: _Settings) -> str:
     from albsnn.errors import AlbsnnError
 
-    names = {s.tag("dataset") for s in data.sweeps if s.tag("dataset")}
+    names = {s.tag(L.DATASET) for s in data.sweeps if s.tag(L.DATASET)}
     if "params.dataset" in fin:
         names |= {str(v) for v in fin["params.dataset"] if v is not None}
     if not names:
@@ -429,9 +472,11 @@ def _dataset(data, fin, settings: _Settings) -> str:
     return names.pop()
 
 
-def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ()) -> ParetoInfo:
+def _pareto(
+    fin, settings: _Settings, dataset: str, objectives: Mapping[str, str], factors: Sequence[str] = ()
+) -> ParetoInfo:
     acc, test, size = _values(fin, SELECTED_ON), _values(fin, REPORTED), _values(fin, STORAGE_BYTES)
-    mask = pareto_mask(acc, size)  # selected on validation; test is only carried along
+    mask = _front(fin, objectives)  # selected on validation; test is only carried along
     order = sorted(range(len(fin)), key=lambda i: (not mask[i], size[i], -acc[i]))
     points, rank = [], 0
     for i in order:
@@ -458,7 +503,9 @@ def _pareto(fin, settings: _Settings, dataset: str, factors: Sequence[str] = ())
                 binarized_layers=layers,
             )
         )
-    return ParetoInfo(dataset=dataset, points=tuple(points), published=PUBLISHED.get(dataset))
+    return ParetoInfo(
+        dataset=dataset, points=tuple(points), published=PUBLISHED.get(dataset), objectives=dict(objectives)
+    )
 
 
 def _confirmation(data, df, settings: _Settings, factors: Sequence[str]) -> ConfirmInfo | None:
@@ -472,10 +519,7 @@ def _confirmation(data, df, settings: _Settings, factors: Sequence[str]) -> Conf
     rows, objectives = [], {}
     for sweep_id in dict.fromkeys(conf["sweep_id"]):
         sweep = sweeps.get(sweep_id)
-        objectives = (sweep.json_tag("objectives") if sweep else None) or {
-            SELECTED_ON: "max",
-            STORAGE_BYTES: "min",
-        }
+        objectives = (sweep.json_tag(L.OBJECTIVES) if sweep else None) or dict(ACCURACY_STORAGE)
         part = conf[conf["sweep_id"] == sweep_id]
         rows += _confirm_rows(sweep, part, df[df["sweep_id"] == sweep_id], objectives, settings, factors)
     return ConfirmInfo(objectives=dict(objectives), rule=RULE, rows=tuple(rows))
@@ -485,7 +529,7 @@ def _confirm_rows(sweep, part, search, objectives: Mapping, settings: _Settings,
     from albsnn.sweep.confirm import judge
     from albsnn.sweep.tracking.layout import CONFIRM_SEEDS, TRIAL_ID
 
-    extra = (sweep.json_tag(CONFIRM_SEEDS.removeprefix("albsnn.")) if sweep else None) or []
+    extra = (sweep.json_tag(CONFIRM_SEEDS) if sweep else None) or []
     trial_ids = search.get(f"tags.{TRIAL_ID}")
     groups, originals = [], {}
     for trial in dict.fromkeys(part["confirms"].dropna()):
@@ -530,7 +574,9 @@ def _point(p) -> int:
     return p.number
 
 
-def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeInfo:
+def _hypervolume(
+    data, df, fin, reference: tuple[float, float], objectives: Mapping[str, str]
+) -> HypervolumeInfo:
     box = (1 - reference[0]) * reference[1]
     by_id = {s.run_id: s for s in data.sweeps}
     sweeps = []
@@ -545,14 +591,14 @@ def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeIn
             SweepHypervolume(
                 sweep=s.name if s else "(no sweep)",
                 run_id=sweep_id,
-                sampler=_strategy(s, "sampler"),
-                pruner=_strategy(s, "pruner"),
+                sampler=_strategy(s, L.SAMPLER),
+                pruner=_strategy(s, L.PRUNER),
                 finished=len(part),
                 hypervolume=value,
                 normalized=_fraction(value, box),
                 history=tuple(float(h) for h in history),
                 compute_seconds=float(np.nansum(everything["seconds"].to_numpy(float))),
-                test_normalized=_fraction(_test_hypervolume(part, reference), box),
+                test_normalized=_fraction(_test_hypervolume(part, reference, objectives), box),
             )
         )
     total = hypervolume_2d(_values(fin, SELECTED_ON), _values(fin, STORAGE_BYTES), reference)
@@ -562,15 +608,16 @@ def _hypervolume(data, df, fin, reference: tuple[float, float]) -> HypervolumeIn
         hypervolume=total,
         normalized=_fraction(total, box),
         sweeps=tuple(sweeps),
-        test_normalized=_fraction(_test_hypervolume(fin, reference), box),
+        test_normalized=_fraction(_test_hypervolume(fin, reference, objectives), box),
     )
 
 
-def _test_hypervolume(part, reference: tuple[float, float]) -> float:
+def _test_hypervolume(part, reference: tuple[float, float], objectives: Mapping[str, str]) -> float:
+    """The area ``part``'s front (chosen on validation, on ``objectives``) spans at its test accuracies."""
     if not len(part):
         return 0.0
     val, test, size = _values(part, SELECTED_ON), _values(part, REPORTED), _values(part, STORAGE_BYTES)
-    return selected_test_hypervolume(val, test, size, reference)
+    return selected_test_hypervolume(val, test, size, reference, front=_front(part, objectives))
 
 
 def _fraction(value: float, box: float) -> float:
@@ -582,24 +629,24 @@ def _header(data, fin, dataset: str, classes: int | None) -> HeaderInfo:
 
     sweeps = []
     for s in data.sweeps:
-        versions = s.json_tag("versions", {})
+        versions = s.json_tag(L.VERSIONS, {})
         sweeps.append(
             SweepHeader(
                 run_id=s.run_id,
                 name=s.name,
-                pipeline=s.tag("pipeline_name"),
-                pipeline_path=relative_paths(s.tag("pipeline")),
-                mode=s.tag("mode"),
-                dataset=s.tag("dataset"),
-                objectives=s.json_tag("objectives", {}) or {},
-                sampler=_strategy(s, "sampler"),
-                pruner=_strategy(s, "pruner"),
-                git_commit=s.tag("git_commit"),
-                git_dirty=s.tag("git_dirty"),
-                host=s.tag("host"),
-                hardware=s.tag("hardware"),
+                pipeline=s.tag(L.PIPELINE_NAME),
+                pipeline_path=relative_paths(s.tag(L.PIPELINE)),
+                mode=s.tag(L.MODE),
+                dataset=s.tag(L.DATASET),
+                objectives=s.json_tag(L.OBJECTIVES, {}) or {},
+                sampler=_strategy(s, L.SAMPLER),
+                pruner=_strategy(s, L.PRUNER),
+                git_commit=s.tag(L.CODE_COMMIT),
+                git_dirty=s.tag(L.CODE_DIRTY),
+                host=s.tag(L.HOST),
+                hardware=s.tag(L.HARDWARE),
                 versions=versions if isinstance(versions, dict) else {"raw": json.dumps(versions)},
-                command=relative_paths(s.tag("command")),
+                command=relative_paths(s.tag(L.COMMAND)),
                 start=_iso(s.start),
                 end=_iso(s.end),
             )
@@ -724,14 +771,14 @@ def _estimator(
 def _importances(data, notes: list[str]) -> tuple[ImportanceInfo, ...]:
     out = []
     for s in data.sweeps:
-        path, study_name = s.tag("optuna_storage"), s.tag("optuna_study")
+        path, study_name = s.tag(L.OPTUNA_STORAGE), s.tag(L.OPTUNA_STUDY)
         if not path or not study_name:
             continue
         if not Path(path).is_file():
             notes.append(f"sweep {s.name}: Optuna journal {path} not found here, so no parameter importances")
             continue
         try:
-            info = _study_importances(s.name, path, study_name, s.json_tag("objectives", {}) or {})
+            info = _study_importances(s.name, path, study_name, s.json_tag(L.OBJECTIVES, {}) or {})
         except Exception as e:  # too few trials, one value per parameter, unreadable journal, no optuna
             notes.append(f"sweep {s.name}: no parameter importances ({type(e).__name__}: {e})")
             continue
@@ -779,10 +826,10 @@ def _varying(part, names: Sequence[str]) -> tuple[str, ...]:
 
 def _ablation(data, df, test: str, notes: list[str]):
     """The ablation table of the ablation sweeps (or of untagged runs repeated over seeds), and its runs."""
-    ablation_sweeps = {s.run_id for s in data.sweeps if s.tag("mode") == "ablation"}
+    ablation_sweeps = {s.run_id for s in data.sweeps if s.tag(L.MODE) == "ablation"}
     if ablation_sweeps:
         part = df[df["sweep_id"].isin(ablation_sweeps)]
-    elif not any(s.tag("mode") for s in data.sweeps) and "params.seed" in df:
+    elif not any(s.tag(L.MODE) for s in data.sweeps) and "params.seed" in df:
         part = df  # untagged runs: an ablation when some configuration ran with several seeds
     else:
         return None, None
@@ -838,7 +885,7 @@ def _seed_counts(part, keys) -> dict:
 def _baseline(data, configs: Mapping[str, dict], sweeps: set, notes: list[str]) -> str | None:
     # 1. the sweep names it (tag albsnn.ablation_baseline = JSON {param: value})
     for s in data.sweeps:
-        wanted = s.json_tag("ablation_baseline") if s.run_id in sweeps else None
+        wanted = s.json_tag(L.ABLATION_BASELINE) if s.run_id in sweeps else None
         if isinstance(wanted, dict) and wanted:
             for label, levels in configs.items():
                 if all(_level(levels.get(k)) == _level(v) for k, v in wanted.items() if k in levels):

@@ -1,39 +1,28 @@
-"""Pareto front of validation accuracy (max) vs storage bytes (min), and its hypervolume.
+"""The report's Pareto front and hypervolume records, and the paper's published points.
 
-Rule of evidence: the front, the hypervolume and the "best" run are **selected on validation
-accuracy** (``val_accuracy``, carved from the training data); the test accuracy of each selected
-run is **reported** beside it, never used to select. :func:`selected_test_hypervolume` is that
-report for the whole front: the area the validation-selected points span at their test accuracies.
+Rule of evidence: the front, the hypervolume and the "best" run are **selected on validation**
+metrics (``val_accuracy``, carved from the training data); the test accuracy of each selected run
+is **reported** beside it, never used to select. ``test_normalized`` is that report for the whole
+front: the area the validation-selected points span at their test accuracies.
 
-Dominance: run *a* dominates *b* when ``acc_a >= acc_b`` and ``bytes_a <= bytes_b`` with at least one
-strict. The front is every run that no other run dominates, so exact duplicates of a front point
-are all on the front (neither dominates the other) and a tie in one objective is settled by the
-other.
+Front: the runs no other run dominates on the **objectives the sweep declared** (its pipeline's
+``objectives``, read from the parent run's ``albsnn.objectives`` tag); runs without declared
+objectives use validation accuracy (max) and storage bytes (min). Dominance, the front and the
+hypervolume are computed by :mod:`albsnn.pareto`.
 
-Hypervolume: the area of the accuracy x storage box that the front dominates, bounded by the
-**reference point** ``(accuracy = chance = 1 / classes, storage = full-precision bytes)``: a model
-no better than guessing, or no smaller than the FP32 network, adds nothing. When widths differ
-between runs the full-precision size is the largest ``fp32_bytes`` among the runs compared, and
-the same reference is used for every sweep in one report so their hypervolumes compare.
-``normalized = hypervolume / ((1 - chance) * fp32_bytes)`` is the fraction of the box, in [0, 1]:
-1 would be a perfect classifier stored in zero bytes.
-
-Example:
-    >>> import numpy as np
-    >>> acc = np.array([1.0, 0.75, 0.75, 0.5])
-    >>> size = np.array([100.0, 50.0, 60.0, 50.0])
-    >>> pareto_mask(acc, size).tolist()
-    [True, True, False, False]
-    >>> hypervolume_2d(acc, size, reference=(0.5, 200.0))  # 0.25 * 150 + 0.25 * 100
-    62.5
+Hypervolume: the area of the validation accuracy x storage box that the runs dominate, whatever the
+objectives, bounded by the **reference point** ``(accuracy = chance = 1 / classes, storage =
+full-precision bytes)``. When widths differ between runs the full-precision size is the largest
+``fp32_bytes`` among the runs compared, and the same reference is used for every sweep in one
+report so their hypervolumes compare. ``normalized = hypervolume / ((1 - chance) * fp32_bytes)`` is
+the fraction of the box, in [0, 1]: 1 would be a perfect classifier stored in zero bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
+from albsnn.pareto import ACCURACY_STORAGE
 
 __all__ = [
     "PUBLISHED",
@@ -42,10 +31,6 @@ __all__ = [
     "ParetoInfo",
     "SweepHypervolume",
     "HypervolumeInfo",
-    "pareto_mask",
-    "hypervolume_2d",
-    "hypervolume_history",
-    "selected_test_hypervolume",
 ]
 
 
@@ -95,6 +80,7 @@ class ParetoInfo:
     dataset: str
     points: tuple[ParetoPoint, ...]  # all finished runs, front first (by storage), then dominated
     published: PublishedPoint | None
+    objectives: dict[str, str] = field(default_factory=lambda: dict(ACCURACY_STORAGE))  # chose the front
 
     @property
     def front(self) -> tuple[ParetoPoint, ...]:
@@ -136,83 +122,3 @@ class HypervolumeInfo:
     normalized: float
     sweeps: tuple[SweepHypervolume, ...]
     test_normalized: float  # the validation-selected front at its test accuracies: what is reported
-
-
-def _as_arrays(accuracy: Sequence[float], storage: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    acc = np.asarray(accuracy, dtype=float).reshape(-1)
-    size = np.asarray(storage, dtype=float).reshape(-1)
-    if acc.shape != size.shape:
-        raise ValueError(f"accuracy and storage differ in length: {acc.shape=} vs {size.shape=}")
-    if not (np.isfinite(acc).all() and np.isfinite(size).all()):
-        raise ValueError("accuracy and storage must be finite (drop unfinished runs first)")
-    return acc, size
-
-
-def pareto_mask(accuracy: Sequence[float], storage: Sequence[float]) -> np.ndarray:
-    """Boolean mask of the non-dominated points (accuracy maximised, storage minimised).
-
-    Sort by storage ascending, accuracy descending, and walk: a point is on the front when it is
-    more accurate than every smaller-or-equal model seen so far, or an exact duplicate of the
-    last front point. O(n log n).
-    """
-    acc, size = _as_arrays(accuracy, storage)
-    order = np.lexsort((-acc, size))
-    mask = np.zeros(len(acc), dtype=bool)
-    best_acc, best_size = -np.inf, np.nan
-    for i in order:
-        if acc[i] > best_acc:
-            best_acc, best_size = acc[i], size[i]
-            mask[i] = True
-        elif acc[i] == best_acc and size[i] == best_size:
-            mask[i] = True
-    return mask
-
-
-def hypervolume_2d(
-    accuracy: Sequence[float], storage: Sequence[float], reference: tuple[float, float]
-) -> float:
-    """Area dominated by the points and bounded by ``reference = (accuracy, bytes)``.
-
-    Points that do not beat the reference in both objectives add nothing. The dominated region is
-    a staircase: walk the points by storage ascending and add the strip each new accuracy record
-    adds, ``(ref_bytes - bytes) * (acc - previous record)``.
-    """
-    acc, size = _as_arrays(accuracy, storage)
-    ref_acc, ref_size = float(reference[0]), float(reference[1])
-    keep = (acc > ref_acc) & (size < ref_size)
-    acc, size = acc[keep], size[keep]
-    area, record = 0.0, ref_acc
-    for i in np.lexsort((-acc, size)):
-        if acc[i] > record:
-            area += (ref_size - size[i]) * (acc[i] - record)
-            record = acc[i]
-    return float(area)
-
-
-def hypervolume_history(
-    accuracy: Sequence[float], storage: Sequence[float], reference: tuple[float, float]
-) -> np.ndarray:
-    """Hypervolume of the first k points for k = 1..n (points in the order they finished)."""
-    acc, size = _as_arrays(accuracy, storage)
-    return np.array([hypervolume_2d(acc[: k + 1], size[: k + 1], reference) for k in range(len(acc))])
-
-
-def selected_test_hypervolume(
-    val_accuracy: Sequence[float],
-    test_accuracy: Sequence[float],
-    storage: Sequence[float],
-    reference: tuple[float, float],
-) -> float:
-    """Hypervolume of the front selected on validation, measured at its test accuracies.
-
-    The front is chosen from ``val_accuracy`` alone; the test accuracies of its points then span
-    the area (points without a finite test accuracy add nothing). Test numbers never choose.
-
-    Example:
-        >>> selected_test_hypervolume([0.9, 0.5], [0.8, 0.99], [10.0, 20.0], (0.0, 100.0))
-        72.0
-    """
-    val, size = _as_arrays(val_accuracy, storage)
-    test = np.asarray(test_accuracy, dtype=float).reshape(-1)
-    keep = pareto_mask(val, size) & np.isfinite(test)
-    return hypervolume_2d(test[keep], size[keep], reference)

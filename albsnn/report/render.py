@@ -62,56 +62,12 @@ def header_facts(info: ReportInfo) -> list[tuple[str, str]]:
 
 
 def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path]) -> list[Section]:
-    hv, p = info.hypervolume, info.pareto
-    best = p.best
-    pub = p.published
-    paper = (
-        f" The paper reports {pct(pub.accuracy)} on {pub.dataset} at T={pub.time_steps} with more than "
-        f"{100 * pub.min_storage_reduction:.0f}% storage reduction (dashed line; its storage in bytes is "
-        "for its own "
-        "network, so only the accuracy is comparable)."
-        if pub
-        else " The paper reports no result for this dataset."
-    )
-    c = info.counts.total
+    """The report's sections in order; one whose figures and tables are all absent is left out."""
     sections = [
-        Section(
-            "Summary",
-            f"{c.total} trial runs: {c.finished} finished, {c.pruned} pruned, {c.failed} failed"
-            + (f", {c.running} running" if c.running else "")
-            + f"; compute {duration(c.compute_seconds)} (h:mm:ss). "
-            f"Best run on validation: {pct(best.val_accuracy)} validation accuracy, "
-            f"test accuracy {pct(best.test_accuracy)}, at {num_bytes(best.storage_bytes)} bytes "
-            f"({pct(best.storage_reduction, 1)} smaller than full precision), "
-            f"run {best.run_id}. Hypervolume {hv.normalized:.4f} on validation "
-            f"({hv.test_normalized:.4f} for the same front on test).",
-            (),
-            ("counts",),
-        ),
-        Section(
-            "Pareto front",
-            f"The front is {info.selection}. Validation accuracy (final epoch) against storage bytes, "
-            "log axis. Grey: dominated runs; blue: the front, labelled with T, estimator, threshold, "
-            "BWO mode and the binarized layers; orange x: the test accuracy of each front run." + paper,
-            ("pareto",),
-            ("pareto",),
-        ),
+        Section("Summary", _summary_text(info), (), ("counts",)),
+        Section("Pareto front", _pareto_text(info), ("pareto",), ("pareto",)),
         Section("Seed-confirmed Pareto front", _confirm_text(info), (), ("confirmation",)),
-        Section(
-            "Hypervolume",
-            f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = the "
-            f"full-precision size ({num_bytes(hv.reference_bytes)} bytes; the largest FP32 size among "
-            "the runs). Hypervolume = area of the validation accuracy × bytes region the runs dominate "
-            "inside that box, divided by the box; 'same front on test' is the area the "
-            "validation-selected front spans at its test accuracies. "
-            + (
-                "Several sweeps: the table compares them against the same reference."
-                if len(hv.sweeps) > 1
-                else ""
-            ),
-            ("hypervolume",),
-            ("hypervolume",),
-        ),
+        Section("Hypervolume", _hypervolume_text(info), ("hypervolume",), ("hypervolume",)),
         Section("Ablation", "", ("ablation",), ("ablation",)),
         Section("Accuracy vs time steps", "", ("time_steps",), ("time_steps",)),
         Section(
@@ -127,19 +83,7 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
             ("layer_map",),
         ),
         Section("Learning curves", info.learning.what if info.learning else "", ("learning_curves",), ()),
-        Section(
-            "Estimator history",
-            (
-                f"Best run on validation, {info.estimator.run_id} ({info.estimator.label}): each layer's "
-                "estimated "
-                "accuracy loss per epoch; "
-                "a ring marks an epoch after which the layer was binary."
-            )
-            if info.estimator
-            else "",
-            ("estimator_history",),
-            (),
-        ),
+        Section("Estimator history", _estimator_text(info), ("estimator_history",), ()),
         Section(
             "Does the estimator estimate?",
             _check_text(info),
@@ -153,9 +97,67 @@ def layout(info: ReportInfo, tables: dict[str, Table], figures: dict[str, Path])
     for s in sections:
         figs = tuple(f for f in s.figures if f in figures)
         tabs = tuple(t for t in s.tables if t in tables)
-        if figs or tabs or s.title == "Summary":
+        if figs or tabs or s.title == "Summary":  # the summary is the report's first line: always there
             out.append(Section(s.title, s.text, figs, tabs))
     return out
+
+
+def _summary_text(info: ReportInfo) -> str:
+    hv, best, c = info.hypervolume, info.pareto.best, info.counts.total
+    return (
+        f"{c.total} trial runs: {c.finished} finished, {c.pruned} pruned, {c.failed} failed"
+        + (f", {c.running} running" if c.running else "")
+        + f"; compute {duration(c.compute_seconds)} (h:mm:ss). "
+        f"Best run on validation: {pct(best.val_accuracy)} validation accuracy, "
+        f"test accuracy {pct(best.test_accuracy)}, at {num_bytes(best.storage_bytes)} bytes "
+        f"({pct(best.storage_reduction, 1)} smaller than full precision), "
+        f"run {best.run_id}. Hypervolume {hv.normalized:.4f} on validation "
+        f"({hv.test_normalized:.4f} for the same front on test)."
+    )
+
+
+def _pareto_text(info: ReportInfo) -> str:
+    pub = info.pareto.published
+    paper = (
+        f" The paper reports {pct(pub.accuracy)} on {pub.dataset} at T={pub.time_steps} with more than "
+        f"{100 * pub.min_storage_reduction:.0f}% storage reduction (dashed line; its storage in bytes is "
+        "for its own "
+        "network, so only the accuracy is comparable)."
+        if pub
+        else " The paper reports no result for this dataset."
+    )
+    return (
+        f"The front is {info.selection}. Validation accuracy (final epoch) against storage bytes, "
+        "log axis. Grey: dominated runs; blue: the front, labelled with T, estimator, threshold, "
+        "BWO mode and the binarized layers; orange x: the test accuracy of each front run." + paper
+    )
+
+
+def _hypervolume_text(info: ReportInfo) -> str:
+    hv = info.hypervolume
+    return (
+        f"Reference point: accuracy = chance ({pct(hv.reference_accuracy)}), storage = the "
+        f"full-precision size ({num_bytes(hv.reference_bytes)} bytes; the largest FP32 size among "
+        "the runs). Hypervolume = area of the validation accuracy × bytes region the runs dominate "
+        "inside that box, divided by the box; 'same front on test' is the area the "
+        "validation-selected front spans at its test accuracies. "
+        + (
+            "Several sweeps: the table compares them against the same reference."
+            if len(hv.sweeps) > 1
+            else ""
+        )
+    )
+
+
+def _estimator_text(info: ReportInfo) -> str:
+    if not info.estimator:
+        return ""
+    return (
+        f"Best run on validation, {info.estimator.run_id} ({info.estimator.label}): each layer's "
+        "estimated "
+        "accuracy loss per epoch; "
+        "a ring marks an epoch after which the layer was binary."
+    )
 
 
 def _confirm_text(info: ReportInfo) -> str:

@@ -75,14 +75,23 @@ class Sweep:
     start: datetime | None
     end: datetime | None
 
-    def tag(self, key: str, default: str = "") -> str:
-        return self.tags.get(f"albsnn.{key}", default)
+    def tag(self, name: str, default: str = "") -> str:
+        """The parent run's tag ``name``: a name of :mod:`albsnn.sweep.tracking.layout` (``L.DATASET``)."""
+        return self.tags.get(_tag_name(name), default)
 
-    def json_tag(self, key: str, default: Any = None) -> Any:
+    def json_tag(self, name: str, default: Any = None) -> Any:
+        """The parent run's JSON tag ``name`` decoded, or ``default`` when absent or not JSON."""
         try:
-            return json.loads(self.tags[f"albsnn.{key}"])
+            return json.loads(self.tags[_tag_name(name)])
         except (KeyError, ValueError):
             return default
+
+
+def _tag_name(name: str) -> str:
+    # A bare key ("dataset") would silently read nothing: the names are written once, in the layout.
+    if "." not in name:
+        raise ValueError(f"{name!r} is not a tag name; use albsnn.sweep.tracking.layout's (e.g. L.DATASET)")
+    return name
 
 
 @dataclass
@@ -265,69 +274,112 @@ def load_runs(tracking_uri: str, experiment: str | None = None, parent_run_id: s
 
 def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -> RunsData:
     if parent_run_id is not None:
-        parent = _get_run(client, parent_run_id, uri)
-        exp = client.get_experiment(parent.info.experiment_id)
-        if parent.data.tags.get(L.ROLE) == L.TRIAL:
-            up = parent.data.tags.get(L.PARENT_RUN_ID, "?")
-            raise AlbsnnError(f"run {parent_run_id} is a trial, not a sweep; pass its parent run {up}")
-        found = L.search_all(client, [exp.experiment_id], L.children_filter(parent_run_id))
-        confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
-        found = [r for r in found if r.data.tags.get(L.ROLE) != L.CONFIRM]
-        if not found:
-            raise AlbsnnError(
-                f"run {parent_run_id} ({parent.info.run_name}) has no child runs: pass a sweep's parent run"
-            )
-        sweeps = {parent_run_id: _sweep(parent)}
-        title = parent.info.run_name or parent_run_id
+        exp, found, confirm, sweeps, title = _one_sweep(client, uri, parent_run_id)
+        where = f"sweep run {parent_run_id}"
     else:
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            names = sorted(e.name for e in client.search_experiments(max_results=50))
-            raise AlbsnnError(
-                f"no MLflow experiment named {experiment!r} at {uri}; experiments there: {names}"
-            )
-        found = L.search_all(client, [exp.experiment_id])
-        sweeps = {r.info.run_id: _sweep(r) for r in found if r.data.tags.get(L.ROLE) == L.SWEEP}
-        parents = {r.data.tags.get(L.PARENT_RUN_ID) for r in found}
-        confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
-        found = [
-            r
-            for r in found
-            if r.data.tags.get(L.ROLE) == L.TRIAL
-            or (r.data.tags.get(L.ROLE) is None and r.info.run_id not in parents)
-        ]
-        for pid in sorted({r.data.tags.get(L.PARENT_RUN_ID) for r in found} - set(sweeps) - {None}):
-            with contextlib.suppress(AlbsnnError):
-                sweeps[pid] = _sweep(_get_run(client, pid, uri))
-        title = experiment
-    where = f"experiment {exp.name!r}" if parent_run_id is None else f"sweep run {parent_run_id}"
+        exp, found, confirm, sweeps, title = _whole_experiment(client, uri, experiment)
+        where = f"experiment {exp.name!r}"
     if not found:
         raise AlbsnnError(f"{where} at {uri} has no trial runs")
-    import pandas as pd
+    df = _runs_frame(found, confirm, sweeps, f"{where} at {uri}")
+    names, types = _cast_params(df, sweeps)
+    df["confirms"] = df[f"tags.{L.CONFIRMS}"]
+    df["confirm_point"] = [_int_tag(x) for x in df[f"tags.{L.CONFIRM_POINT}"]]
+    df = df.sort_values("start_time", kind="stable")
+    is_confirm = df[f"tags.{L.ROLE}"] == L.CONFIRM
+    return RunsData(
+        tracking_uri=uri,
+        experiment_id=exp.experiment_id,
+        experiment_name=exp.name,
+        title=title,
+        sweeps=tuple(sorted(sweeps.values(), key=lambda s: (s.start is None, s.start))),
+        runs=df[~is_confirm].reset_index(drop=True),
+        param_names=names,
+        param_types={k: v for k, v in types.items() if k in names},
+        client=client,
+        confirm=df[is_confirm].reset_index(drop=True),
+    )
 
+
+def _one_sweep(client, uri: str, parent_run_id: str) -> tuple:
+    """``(experiment, trial runs, confirmation runs, {run id: Sweep}, title)`` of one parent run."""
+    parent = _get_run(client, parent_run_id, uri)
+    exp = client.get_experiment(parent.info.experiment_id)
+    if parent.data.tags.get(L.ROLE) == L.TRIAL:
+        up = parent.data.tags.get(L.PARENT_RUN_ID, "?")
+        raise AlbsnnError(f"run {parent_run_id} is a trial, not a sweep; pass its parent run {up}")
+    found = L.search_all(client, [exp.experiment_id], L.children_filter(parent_run_id))
+    confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
+    found = [r for r in found if r.data.tags.get(L.ROLE) != L.CONFIRM]
+    if not found:
+        raise AlbsnnError(
+            f"run {parent_run_id} ({parent.info.run_name}) has no child runs: pass a sweep's parent run"
+        )
+    return exp, found, confirm, {parent_run_id: _sweep(parent)}, parent.info.run_name or parent_run_id
+
+
+def _whole_experiment(client, uri: str, experiment: str) -> tuple:
+    """``(experiment, trial runs, confirmation runs, {run id: Sweep}, title)`` of every sweep of it.
+
+    Runs without a role (logged by hand) count as trials unless other runs hang under them.
+    """
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments(max_results=50))
+        raise AlbsnnError(f"no MLflow experiment named {experiment!r} at {uri}; experiments there: {names}")
+    found = L.search_all(client, [exp.experiment_id])
+    sweeps = {r.info.run_id: _sweep(r) for r in found if r.data.tags.get(L.ROLE) == L.SWEEP}
+    parents = {r.data.tags.get(L.PARENT_RUN_ID) for r in found}
+    confirm = [r for r in found if r.data.tags.get(L.ROLE) == L.CONFIRM]
+    found = [
+        r
+        for r in found
+        if r.data.tags.get(L.ROLE) == L.TRIAL
+        or (r.data.tags.get(L.ROLE) is None and r.info.run_id not in parents)
+    ]
+    for pid in sorted({r.data.tags.get(L.PARENT_RUN_ID) for r in found} - set(sweeps) - {None}):
+        with contextlib.suppress(AlbsnnError):
+            sweeps[pid] = _sweep(_get_run(client, pid, uri))
+    return exp, found, confirm, sweeps, experiment
+
+
+_TAG_COLUMNS = (L.TRIAL_STATE, L.PARENT_RUN_ID, L.OPTUNA_TRIAL_NUMBER, L.ROLE, L.CONFIRMS, L.CONFIRM_POINT)
+
+
+def _runs_frame(found: list, confirm: list, sweeps: dict, where: str):
+    """The frame of the trial and confirmation runs, with the columns :class:`RunsData` documents
+    (parameters still MLflow's strings); an error when no trial run finished."""
     df = _frame([*found, *confirm])
-    tag_columns = (L.TRIAL_STATE, L.PARENT_RUN_ID, L.OPTUNA_TRIAL_NUMBER, L.ROLE, L.CONFIRMS, L.CONFIRM_POINT)
-    for col in (f"tags.{t}" for t in tag_columns):
+    for col in (f"tags.{t}" for t in _TAG_COLUMNS):
         if col not in df:
             df[col] = None
     df["state"] = [L.run_state(s, t) for s, t in zip(df["status"], df[f"tags.{L.TRIAL_STATE}"], strict=True)]
     is_confirm = (df[f"tags.{L.ROLE}"] == L.CONFIRM).to_numpy()
     if not (df["state"][~is_confirm] == "FINISHED").any():
         counts = df["state"][~is_confirm].value_counts().to_dict()
-        raise AlbsnnError(f"{where} at {uri} has no finished runs ({len(found)} runs: {counts})")
+        raise AlbsnnError(f"{where} has no finished runs ({len(found)} runs: {counts})")
     df["sweep_id"] = df[f"tags.{L.PARENT_RUN_ID}"].fillna("")
     df["sweep"] = [sweeps[s].name if s in sweeps else "" for s in df["sweep_id"]]
     df["seconds"] = [
         (e - s).total_seconds() if s is not None and e is not None else float("nan")
         for s, e in zip(df["start_time"], df["end_time"], strict=True)
     ]
-    df["trial_number"] = [
-        cast_param(x, "int") if isinstance(x, str) else None for x in df[f"tags.{L.OPTUNA_TRIAL_NUMBER}"]
-    ]
-    # cast parameters: the sweep's declared types, else TrainConfig's field types, else a guess
+    df["trial_number"] = [_int_tag(x) for x in df[f"tags.{L.OPTUNA_TRIAL_NUMBER}"]]
+    return df
+
+
+def _int_tag(x: object) -> int | None:
+    return cast_param(x, "int") if isinstance(x, str) else None
+
+
+def _cast_params(df, sweeps: dict) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Cast ``params.*`` in place: the sweeps' declared types, else TrainConfig's field types, else a
+    guess; returns the compared parameter names and every parameter's type."""
+    import pandas as pd
+
     types: dict[str, str] = {}
     for s in sweeps.values():
-        declared = s.json_tag("search_space_types", {})
+        declared = s.json_tag(L.SEARCH_SPACE_TYPES, {})
         if isinstance(declared, dict):
             types.update({str(k): str(v) for k, v in declared.items()})
     fallback = _train_config_types()
@@ -341,23 +393,4 @@ def _load(client, uri: str, experiment: str | None, parent_run_id: str | None) -
         # object dtype: a list with None would otherwise become floats (1 -> 1.0) or NaN strings
         df[f"params.{name}"] = pd.Series(values, index=df.index, dtype=object)
     df["seed"] = df["params.seed"] if "params.seed" in df else [None] * len(df)
-    df["confirms"] = df[f"tags.{L.CONFIRMS}"]
-    df["confirm_point"] = [
-        cast_param(x, "int") if isinstance(x, str) else None for x in df[f"tags.{L.CONFIRM_POINT}"]
-    ]
-    df = df.sort_values("start_time", kind="stable")
-    is_confirm = df[f"tags.{L.ROLE}"] == L.CONFIRM
-    confirm_df = df[is_confirm].reset_index(drop=True)
-    df = df[~is_confirm].reset_index(drop=True)
-    return RunsData(
-        tracking_uri=uri,
-        experiment_id=exp.experiment_id,
-        experiment_name=exp.name,
-        title=title,
-        sweeps=tuple(sorted(sweeps.values(), key=lambda s: (s.start is None, s.start))),
-        runs=df,
-        param_names=names,
-        param_types={k: v for k, v in types.items() if k in names},
-        client=client,
-        confirm=confirm_df,
-    )
+    return names, types

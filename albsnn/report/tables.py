@@ -111,6 +111,7 @@ def _counts(info: ReportInfo) -> Table:
 def _pareto(info: ReportInfo) -> Table:
     keys = ("time_steps", "estimator", "threshold", "bwo", "binarize", "budget", "seed", "width")
     front = info.pareto.front
+    objectives = ", ".join(f"{k} ({v})" for k, v in info.pareto.objectives.items())
     return _table(
         "pareto",
         "Pareto front: validation accuracy vs storage, with test accuracy",
@@ -156,9 +157,9 @@ def _pareto(info: ReportInfo) -> Table:
             )
             for p in front
         ],
-        f"{len(front)} of {len(info.pareto.points)} finished runs are on the front (no other run is both "
-        "at least as accurate on validation and at most as large); smallest model first. "
-        "Test accuracy is shown for the same runs and never chose a point.",
+        f"{len(front)} of {len(info.pareto.points)} finished runs are on the front of the objectives "
+        f"{objectives} (no other run is at least as good on every one and better on one); smallest model "
+        "first. Test accuracy is shown for the same runs and never chose a point.",
     )
 
 
@@ -175,90 +176,100 @@ def _pp(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+_CONFIRMATION_COLUMNS = (
+    "point",
+    "front_rank",
+    "sweep",
+    "run_id",
+    "seeds",
+    "val_accuracy_mean",
+    "val_accuracy_std",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "storage_bytes_mean",
+    "storage_bytes_std",
+    "survives",
+    "complete",
+    "label",
+)
+_CONFIRMATION_HEADERS = (
+    "candidate",
+    "front #",
+    "settings",
+    "seeds",
+    "val accuracy (%)",
+    "test accuracy (%, reported)",
+    "storage (bytes)",
+    "survives",
+    "search run_id",
+)
+
+
 def _confirmation(info: ReportInfo) -> Table | None:
     c = info.confirmation
     if c is None:
         return None
-
-    def verdict(r) -> str:
-        if not r.complete:
-            return f"incomplete ({len(r.seeds)} of {r.expected} seeds)"
-        return "yes" if r.survives else "no"
-
-    objectives = ", ".join(f"{k} ({v})" for k, v in c.objectives.items())
     rank = {p.run_id: p.rank for p in info.pareto.front}
     return _table(
         "confirmation",
         "Seed-confirmed Pareto front: mean ± std over seeds",
-        (
-            "point",
-            "front_rank",
-            "sweep",
-            "run_id",
-            "seeds",
-            "val_accuracy_mean",
-            "val_accuracy_std",
-            "test_accuracy_mean",
-            "test_accuracy_std",
-            "storage_bytes_mean",
-            "storage_bytes_std",
-            "survives",
-            "complete",
-            "label",
-        ),
-        [
-            (
-                r.point,
-                rank.get(r.run_id),
-                r.sweep,
-                r.run_id,
-                " ".join(map(str, r.seeds)),
-                r.val_mean,
-                r.val_std,
-                r.test_mean,
-                r.test_std,
-                r.storage_mean,
-                r.storage_std,
-                r.survives,
-                r.complete,
-                r.label,
-            )
-            for r in c.rows
-        ],
-        (
-            "candidate",
-            "front #",
-            "settings",
-            "seeds",
-            "val accuracy (%)",
-            "test accuracy (%, reported)",
-            "storage (bytes)",
-            "survives",
-            "search run_id",
-        ),
-        [
-            (
-                f"c{r.point}",
-                f"#{rank[r.run_id]}" if r.run_id in rank else "–",
-                r.label,
-                ", ".join(map(str, r.seeds)),
-                pm(r.val_mean, r.val_std, _pp),
-                pm(r.test_mean, r.test_std, _pp),
-                pm(r.storage_mean, r.storage_std if r.storage_std else None, num_bytes),
-                verdict(r),
-                r.run_id,
-            )
-            for r in c.rows
-        ],
-        f"{len(c.survivors)} of {len(c.rows)} candidates survive (c<n>: candidate n, whose runs are named "
-        "'... (confirm #n)' and drawn as c<n> in the Pareto figure; front #: its rank in the Pareto "
-        f"table). Rule, on the objectives {objectives}: {c.rule}. Mean ± sample standard deviation over "
-        "the seeds listed (the search seed and the confirmation seeds).",
+        _CONFIRMATION_COLUMNS,
+        [_confirmation_row(r, rank) for r in c.rows],
+        _CONFIRMATION_HEADERS,
+        [_confirmation_cells(r, rank) for r in c.rows],
+        _confirmation_caption(c),
     )
 
 
-def _hypervolume(info: ReportInfo) -> Table:
-    hv = info.hypervolume
+def _confirmation_row(r, rank: dict) -> tuple:
+    return (
+        r.point,
+        rank.get(r.run_id),
+        r.sweep,
+        r.run_id,
+        " ".join(map(str, r.seeds)),
+        r.val_mean,
+        r.val_std,
+        r.test_mean,
+        r.test_std,
+        r.storage_mean,
+        r.storage_std,
+        r.survives,
+        r.complete,
+        r.label,
+    )
+
+
+def _confirmation_cells(r, rank: dict) -> tuple:
+    if not r.complete:
+        verdict = f"incomplete ({len(r.seeds)} of {r.expected} seeds)"
+    else:
+        verdict = "yes" if r.survives else "no"
+    return (
+        f"c{r.point}",
+        f"#{rank[r.run_id]}" if r.run_id in rank else "–",
+        r.label,
+        ", ".join(map(str, r.seeds)),
+        pm(r.val_mean, r.val_std, _pp),
+        pm(r.test_mean, r.test_std, _pp),
+        pm(r.storage_mean, r.storage_std if r.storage_std else None, num_bytes),
+        verdict,
+        r.run_id,
+    )
+
+
+def _confirmation_caption(c) -> str:
+    objectives = ", ".join(f"{k} ({v})" for k, v in c.objectives.items())
+    return (
+        f"{len(c.survivors)} of {len(c.rows)} candidates survive (c<n>: candidate n, whose runs are named "
+        "'... (confirm #n)' and drawn as c<n> in the Pareto figure; front #: its rank in the Pareto "
+        f"table). Rule, on the objectives {objectives}: {c.rule}. Mean ± sample standard deviation over "
+        "the seeds listed (the search seed and the confirmation seeds)."
+    )
+
+
+def _hypervolume_rows(hv) -> list[tuple]:
+    """One row per sweep and, with several, one for all of them together."""
     rows = [
         (
             s.sweep,
@@ -287,6 +298,12 @@ def _hypervolume(info: ReportInfo) -> Table:
                 hv.test_normalized,
             )
         )
+    return rows
+
+
+def _hypervolume(info: ReportInfo) -> Table:
+    hv = info.hypervolume
+    rows = _hypervolume_rows(hv)
     return _table(
         "hypervolume",
         "Hypervolume",
@@ -322,89 +339,41 @@ def _hypervolume(info: ReportInfo) -> Table:
     )
 
 
+_ABLATION_COLUMNS = (
+    "configuration",
+    "baseline",
+    "mean",
+    "std",
+    "n",
+    "expected",
+    "delta",
+    "n_pairs",
+    "p_value",
+    "p_holm",
+    "storage_reduction",
+    "missing_seeds",
+    "failed_seeds",
+    "values",
+    "val_mean",
+    "paired_delta",
+    "ci_low",
+    "ci_high",
+    "mde",
+    "replicates",
+    "partial_seeds",
+)
+
+
 def _ablation(info: ReportInfo) -> Table | None:
     a = info.ablation
     if a is None:
         return None
-    cols = (
-        "configuration",
-        "baseline",
-        "mean",
-        "std",
-        "n",
-        "expected",
-        "delta",
-        "n_pairs",
-        "p_value",
-        "p_holm",
-        "storage_reduction",
-        "missing_seeds",
-        "failed_seeds",
-        "values",
-        "val_mean",
-        "paired_delta",
-        "ci_low",
-        "ci_high",
-        "mde",
-        "replicates",
-        "partial_seeds",
-    )
-    rows, cells = [], []
-    for r in a.rows:
-        rows.append(
-            (
-                r.label,
-                r.baseline,
-                r.mean,
-                r.std,
-                r.n,
-                r.expected,
-                r.delta,
-                r.n_pairs,
-                r.p_value,
-                r.p_holm,
-                r.storage_reduction,
-                " ".join(map(str, r.missing_seeds)),
-                " ".join(map(str, r.failed_seeds)),
-                " ".join(f"{k}:{v}" for k, v in r.values.items()),
-                r.val_mean,
-                r.paired_delta,
-                r.ci_low,
-                r.ci_high,
-                r.mde,
-                r.replicates,
-                " ".join(map(str, r.partial_seeds)),
-            )
-        )
-        std = "–" if r.std is None else f"{100 * r.std:.2f}"
-        mean = "–" if r.mean is None else f"{100 * r.mean:.2f}"
-        ci = pct(r.paired_delta, sign=True) + _interval(r.ci_low, r.ci_high)
-        cells.append(
-            (
-                ("(baseline) " if r.baseline else "") + r.label + (" †" if r.flagged else ""),
-                f"{mean} ± {std} ({r.n}/{r.expected})",
-                pct(r.val_mean),
-                "–" if r.baseline else pct(r.delta, sign=True),
-                "–" if r.baseline else ci,
-                "–" if r.baseline else _p(r.p_value),
-                "–" if r.baseline else _p(r.p_holm),
-                "–" if r.baseline or r.mde is None else f"±{100 * r.mde:.2f}",
-                pct(r.storage_reduction, 1),
-                r.flag or "",
-            )
-        )
     conf, power = f"{100 * a.confidence:g}%", f"{100 * a.power:g}%"
-    merged = (
-        f"Rows average the levels of {a.replicate!r} (replicates within a seed) seed by seed before "
-        "pairing; a row's n counts seeds, not replicates. "
-        if a.replicate
-        else ""
-    )
     return _table(
         "ablation",
         "Ablation over seeds",
-        cols,
-        rows,
+        _ABLATION_COLUMNS,
+        [_ablation_row(r) for r in a.rows],
         (
             "configuration",
             "test accuracy % mean ± std (n/expected)",
@@ -417,7 +386,63 @@ def _ablation(info: ReportInfo) -> Table | None:
             "storage reduction",
             "flag",
         ),
-        cells,
+        [_ablation_cells(r) for r in a.rows],
+        _ablation_caption(a, conf, power),
+    )
+
+
+def _ablation_row(r) -> tuple:
+    return (
+        r.label,
+        r.baseline,
+        r.mean,
+        r.std,
+        r.n,
+        r.expected,
+        r.delta,
+        r.n_pairs,
+        r.p_value,
+        r.p_holm,
+        r.storage_reduction,
+        " ".join(map(str, r.missing_seeds)),
+        " ".join(map(str, r.failed_seeds)),
+        " ".join(f"{k}:{v}" for k, v in r.values.items()),
+        r.val_mean,
+        r.paired_delta,
+        r.ci_low,
+        r.ci_high,
+        r.mde,
+        r.replicates,
+        " ".join(map(str, r.partial_seeds)),
+    )
+
+
+def _ablation_cells(r) -> tuple:
+    std = "–" if r.std is None else f"{100 * r.std:.2f}"
+    mean = "–" if r.mean is None else f"{100 * r.mean:.2f}"
+    ci = pct(r.paired_delta, sign=True) + _interval(r.ci_low, r.ci_high)
+    return (
+        ("(baseline) " if r.baseline else "") + r.label + (" †" if r.flagged else ""),
+        f"{mean} ± {std} ({r.n}/{r.expected})",
+        pct(r.val_mean),
+        "–" if r.baseline else pct(r.delta, sign=True),
+        "–" if r.baseline else ci,
+        "–" if r.baseline else _p(r.p_value),
+        "–" if r.baseline else _p(r.p_holm),
+        "–" if r.baseline or r.mde is None else f"±{100 * r.mde:.2f}",
+        pct(r.storage_reduction, 1),
+        r.flag or "",
+    )
+
+
+def _ablation_caption(a, conf: str, power: str) -> str:
+    merged = (
+        f"Rows average the levels of {a.replicate!r} (replicates within a seed) seed by seed before "
+        "pairing; a row's n counts seeds, not replicates. "
+        if a.replicate
+        else ""
+    )
+    return (
         f"Rows: configurations of the grid (factors: {', '.join(a.factors) or 'none'}), "
         f"seeds {', '.join(map(str, a.seeds))}. Reported on test: each seed's final test accuracy; "
         "the mean final validation accuracy of the row stands beside it. "
@@ -431,7 +456,7 @@ def _ablation(info: ReportInfo) -> Table | None:
         f"of the differences, would detect with {power} power (two-sided paired t-test at "
         f"{a.alpha:g}); a non-significant row whose interval is wider than the effect you care "
         "about is not evidence of no effect (docs/statistics.md). † flagged: some seeds are missing or "
-        "did not finish; the mean is over the finished seeds only.",
+        "did not finish; the mean is over the finished seeds only."
     )
 
 

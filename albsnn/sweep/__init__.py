@@ -13,8 +13,11 @@ Modules: ``space`` (search spaces -> Ray / Optuna domains), ``pipeline`` (pipeli
 ``samplers`` / ``pruners`` (names -> Optuna objects), ``pareto_pruner`` (pruning on all objectives
 at once, the multi-objective default), ``scheduler`` (an Optuna pruner as a Ray
 trial scheduler), ``search`` (``OptunaSearch`` that records PRUNED), ``trainable`` (the Ray
-trainable), ``runner`` (run and resume), ``abandon`` (end an orphaned sweep), ``testing``
-(``DeterministicPruner``), ``tracking`` (the MLflow layout, spool and callback; ``docs/tracking.md``).
+trainable), ``runner`` (run and resume, stage by stage: ``plan``, ``start``, ``run``, ``confirm_runs``,
+``finish``), ``record`` (a sweep's ``sweep.json``), ``result`` (``SweepResult``), ``abandon`` (end an
+orphaned sweep), ``testing`` (``DeterministicPruner``), ``tracking`` (the MLflow layout, spool and
+callback; ``docs/tracking.md``). The sweep never imports :mod:`albsnn.report`: ``albsnn sweep`` makes
+the report after the sweep.
 Guide: ``docs/sweeps.md``.
 """
 
@@ -28,6 +31,7 @@ from albsnn.sweep.space import Param, SearchSpace, load_search_space
 __all__ = [
     "DeterministicPruner",
     "OptunaPrunerScheduler",
+    "MOASHAPruner",
     "ParetoPruner",
     "Param",
     "Pipeline",
@@ -45,10 +49,11 @@ __all__ = [
 _LAZY = {
     "run_sweep": "albsnn.sweep.runner",
     "plan_sweep": "albsnn.sweep.plan",
-    "SweepResult": "albsnn.sweep.runner",
+    "SweepResult": "albsnn.sweep.result",
     "OptunaPrunerScheduler": "albsnn.sweep.scheduler",
     "StudySearch": "albsnn.sweep.search",
     "ParetoPruner": "albsnn.sweep.pareto_pruner",
+    "MOASHAPruner": "albsnn.sweep.moasha_pruner",
     "DeterministicPruner": "albsnn.sweep.testing",
     "make_pruner": "albsnn.sweep.pruners",
     "make_sampler": "albsnn.sweep.samplers",

@@ -8,16 +8,16 @@ state: the budget becomes the ``num_samples`` written in the sweep's ``sweep.jso
 out its old budget is open again; trials that the killed driver finished after Ray's last snapshot
 (``StudySearch.lost_trials``) count as created, since their results stand.
 
-    search_alg = TrialBudget(ConcurrencyLimiter(searcher, max_concurrent), sweep_dir / "sweep.json")
+    search_alg = TrialBudget(ConcurrencyLimiter(searcher, max_concurrent), sweep_dir / SWEEP_FILE)
     Tuner(..., tune_config=TuneConfig(search_alg=search_alg, num_samples=n))
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from albsnn.sweep._imports import require
+from albsnn.sweep.record import recorded_budget
 
 __all__ = ["TrialBudget", "budget_of"]
 
@@ -26,7 +26,7 @@ _search = require("ray.tune.search")
 
 def budget_of(sweep_file: str | Path) -> int:
     """The ``num_samples`` recorded in a ``sweep.json``."""
-    return int(json.loads(Path(sweep_file).read_text())["num_samples"])
+    return recorded_budget(sweep_file)
 
 
 class TrialBudget(_search.SearchGenerator):

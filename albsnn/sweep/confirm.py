@@ -1,7 +1,7 @@
 """Seed-confirmed Pareto fronts: which search trials to re-run on more seeds, and which survive.
 
 A pipeline's ``confirm: {seeds: [1, 2], front: true, max_points: 8}`` makes the sweep, after its
-search, re-run the Pareto candidates with only the seed changed (:mod:`albsnn.sweep.runner`); the
+search, re-run the Pareto candidates with only the seed changed (:mod:`albsnn.sweep.confirm_runs`); the
 report draws each candidate's mean +- std over its seeds and says which survive. This module is the
 decision, written once and used by both: it needs neither Ray nor MLflow.
 
@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from albsnn.sweep import dominance
+from albsnn.pareto import nondominated
 
 __all__ = [
     "ConfirmedPoint",
@@ -35,7 +35,6 @@ __all__ = [
     "RULE",
     "config_key",
     "judge",
-    "nondominated",
     "one_per_config",
     "select_candidates",
 ]
@@ -55,12 +54,6 @@ def config_key(config: Mapping) -> str:
 
 def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def nondominated(points: Mapping[str, Mapping[str, float]], objectives: Mapping[str, str]) -> list[str]:
-    """The keys of ``points`` that no other point dominates on ``objectives`` (duplicates all stay)."""
-    vectors = {k: [float(p[m]) for m in objectives] for k, p in points.items()}
-    return dominance.nondominated(vectors, list(objectives.values()))
 
 
 def one_per_config(configs: Mapping[str, Mapping]) -> list[str]:

@@ -26,12 +26,12 @@ Optuna trial (:func:`report_objectives`, key :func:`step_key`), written by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from albsnn.pareto import as_objectives, dominates
 from albsnn.sweep._imports import require
-from albsnn.sweep.dominance import dominates
 
-__all__ = ["ParetoPruner", "dominates", "report_objectives", "step_key"]
+__all__ = ["ParetoPruner", "objective_values", "report_objectives", "step_key"]
 
 _optuna_pruners = require("optuna.pruners")
 
@@ -45,6 +45,19 @@ def report_objectives(trial, values: Mapping[str, float], step: int) -> None:
     """Record the objectives besides the study's own at ``step`` on Optuna ``trial``."""
     for metric, value in values.items():
         trial.set_user_attr(step_key(metric, step), float(value))
+
+
+def objective_values(trial, objectives: Sequence[str], step: int) -> tuple[float, ...] | None:
+    """``trial``'s vector of ``objectives`` at ``step``; None until it has reported all of them.
+
+    The first objective is the pruning study's intermediate value, the others the user attributes
+    that :func:`report_objectives` wrote.
+    """
+    first = trial.intermediate_values.get(step)
+    rest = [trial.user_attrs.get(step_key(m, step)) for m in objectives[1:]]
+    if first is None or any(v is None for v in rest):
+        return None
+    return (float(first), *(float(v) for v in rest))
 
 
 class ParetoPruner(_optuna_pruners.BasePruner):
@@ -69,10 +82,8 @@ class ParetoPruner(_optuna_pruners.BasePruner):
         n_startup_trials: int = 0,
         n_warmup_steps: int = 1,
     ):
-        objectives = dict(objectives)
+        objectives = as_objectives(objectives)
         margin = dict(margin or {})
-        if not objectives or any(mode not in ("max", "min") for mode in objectives.values()):
-            raise ValueError(f"objectives must map metrics to max or min, but got {objectives}")
         if min_dominators < 1:
             raise ValueError(f"min_dominators must be >= 1, but got {min_dominators}")
         unknown = sorted(set(margin) - set(objectives))
@@ -104,11 +115,7 @@ class ParetoPruner(_optuna_pruners.BasePruner):
 
     def values_at(self, trial, step: int) -> tuple | None:
         """``trial``'s objective vector at ``step``; None when it has not reported all of them."""
-        first = trial.intermediate_values.get(step)
-        rest = [trial.user_attrs.get(step_key(m, step)) for m in self.extra_metrics]
-        if first is None or any(v is None for v in rest):
-            return None
-        return (float(first), *(float(v) for v in rest))
+        return objective_values(trial, list(self.objectives), step)
 
     def dominators(self, study, trial, step: int) -> int:
         """How many COMPLETE trials (other than ``trial``) dominate ``trial`` at ``step``."""

@@ -9,8 +9,9 @@
     objectives: {val_accuracy: max, storage_bytes: min}   # validation metrics only
     mode: search                        # search (Optuna sampler) | ablation (grid x seeds)
     sampler: {kind: tpe, n_startup_trials: 6}    # tpe | nsga2 | random | qmc (search mode)
-    pruner: {kind: pareto, min_dominators: 2}    # pareto (default with 2+ objectives) | median |
-                                        # percentile | successive-halving | hyperband | wilcoxon | none
+    pruner: {kind: pareto, min_dominators: 2}    # pareto (default with 2+ objectives) | moasha |
+                                        # median | percentile | successive-halving | hyperband |
+                                        # wilcoxon | none
     num_samples: 16                     # trials (search); repeats of the grid (ablation)
     max_concurrent: 2
     resources: {cpus: 1, gpus: 0}       # per trial; fractional gpus pack trials on one card
@@ -216,7 +217,54 @@ def load_pipeline(
 def parse_pipeline(
     data: dict, path: Path, *, num_samples: int | None = None, experiment: str | None = None
 ) -> Pipeline:
+    """Validate ``data`` read from pipeline file ``path``; every value a trial can get is checked here."""
     where = str(path)
+    _check_keys(where, data)
+    mode = _mode(where, data)
+    space = load_search_space((path.parent / data["search_space"]).resolve())
+    space.check_mode(mode)
+    objectives = _objectives(where, data["objectives"])
+    seeds = _seeds(where, data, mode)
+    train = _train_values(where, data, space)
+    samples = _num_samples(where, data, mode, num_samples)
+    pruner, sampler = _pruner_and_sampler(where, data, mode, objectives, seeds)
+    resources = _resources(where, data.get("resources", {}))
+    counts = _counts(where, data)
+    name = data.get("name", path.stem)
+    storage, ray_storage = _storage(where, data)
+    tracking = _tracking(where, data, name, experiment)
+    report = _section(
+        where, "report", data.get("report", {}), {"enabled": bool, "out_dir": (str, type(None))}
+    )
+    pipe = Pipeline(
+        name=name,
+        path=path,
+        dataset=data["dataset"],
+        search_space=space,
+        objectives=objectives,
+        epochs=data["epochs"],
+        train=train,
+        mode=mode,
+        sampler=sampler,
+        pruner=pruner,
+        num_samples=samples,
+        resources=resources,
+        seeds=seeds,
+        storage=storage,
+        ray_storage=ray_storage,
+        runtime_env=_runtime_env(where, data.get("runtime_env"), path.parent),
+        report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
+        confirm=_confirm(where, data["confirm"], mode, objectives, seeds) if "confirm" in data else None,
+        **counts,
+        **tracking,
+    )
+    # validate the pruner's options now, not after the cluster starts
+    make_pruner(pipe.pruner, pipe.epochs, where, pipe.prune_objectives)
+    return pipe
+
+
+def _check_keys(where: str, data: dict) -> None:
+    """Known keys only, the required ones present, each of its type (:data:`_KEYS`)."""
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown pipeline key(s) {unknown}; known keys: {sorted(_KEYS)}")
@@ -228,38 +276,58 @@ def parse_pipeline(
             expected = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
             raise ConfigError(f"{where}: {key} must be {expected}, but got {data[key]!r}")
 
+
+def _mode(where: str, data: dict) -> str:
     mode = data.get("mode", "search")
     if mode not in ("search", "ablation"):
         raise ConfigError(f"{where}: mode must be search or ablation, but got {mode!r}")
-    space_path = (path.parent / data["search_space"]).resolve()
-    space = load_search_space(space_path)
-    space.check_mode(mode)
+    return mode
 
-    objectives = _objectives(where, data["objectives"])
-    epochs = data["epochs"]
+
+def _seeds(where: str, data: dict, mode: str) -> list[int]:
+    """The trials' seeds: one in search mode, the repeats of the grid in ablation mode."""
     seeds = data.get("seeds", [0])
-    seeds = [seeds] if isinstance(seeds, int) else seeds
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers, but got {seeds!r}")
+    _check_seeds(f"{where}: seeds", seeds)
     if mode == "search" and len(seeds) != 1:
         raise ConfigError(
             f"{where}: search mode takes one seed, but got seeds={seeds}; repeat seeds with mode: ablation"
         )
     if mode == "ablation" and "sampler" in data:
         raise ConfigError(f"{where}: sampler applies to search mode only (ablation enumerates a grid)")
+    return seeds
 
-    train = _train_values(where, data, space)
-    samples = (
-        num_samples if num_samples is not None else data.get("num_samples", 8 if mode == "search" else 1)
-    )
+
+def _check_seeds(label: str, seeds: list[int]) -> None:
+    """Each seed against the trainer's ``seed`` field: trials trust what the pipeline checked."""
+    from albsnn.train import TrainConfig
+
+    for seed in seeds:
+        try:
+            TrainConfig.check_value("seed", seed)
+        except ConfigError as e:
+            raise ConfigError(f"{label}: {e}") from None
+
+
+def _num_samples(where: str, data: dict, mode: str, override: int | None) -> int:
+    """Trials (search) or repeats of the grid (ablation); ``override`` is ``--num-samples``."""
+    samples = override if override is not None else data.get("num_samples", 8 if mode == "search" else 1)
     if samples < 1:
         raise ConfigError(f"{where}: num_samples must be >= 1, but got {samples}")
     if mode == "ablation" and samples > 1:
-        source = "--num-samples" if num_samples is not None else "num_samples"
+        source = "--num-samples" if override is not None else "num_samples"
         raise ConfigError(
             f"{where}: {source}={samples} in ablation mode would run each cell again with the same "
             f"seed (identical runs); list more seeds instead, e.g. seeds: [0, 1, 2]"
         )
+    return samples
+
+
+def _pruner_and_sampler(
+    where: str, data: dict, mode: str, objectives: dict, seeds: list[int]
+) -> tuple[dict, dict]:
     # Pareto pruning by default where there is a front to keep; an ablation grid is never pruned
     # unless asked, and a single objective keeps the pruner it names.
     default_pruner = "pareto" if mode == "search" and len(objectives) > 1 else "none"
@@ -267,52 +335,32 @@ def parse_pipeline(
     sampler = sampler_spec(data.get("sampler"), where)
     if mode == "search":
         make_sampler(sampler, seeds[0], where)
+    return pruner, sampler
 
-    resources = _resources(where, data.get("resources", {}))
+
+# Least values of the retry and checkpoint counts; Pipeline's defaults stand for those left out.
+_COUNTS = {"max_failures": 0, "checkpoint_every": 1, "keep_checkpoints": 1}
+
+
+def _counts(where: str, data: dict) -> dict:
     max_concurrent = data.get("max_concurrent")
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"{where}: max_concurrent must be >= 1, but got {max_concurrent}")
-    for key in ("max_failures", "checkpoint_every", "keep_checkpoints"):
-        if key in data and data[key] < (0 if key == "max_failures" else 1):
+    for key, least in _COUNTS.items():
+        if key in data and data[key] < least:
             raise ConfigError(f"{where}: {key} is out of range: {data[key]}")
+    return {key: data[key] for key in ("max_concurrent", *_COUNTS) if key in data}
 
-    name = data.get("name", path.stem)
-    storage, ray_storage = _storage(where, data)
+
+def _tracking(where: str, data: dict, name: str, experiment: str | None) -> dict:
+    """MLflow's experiment (``--experiment``, else the pipeline's, else ``albsnn-<name>``) and server."""
     mlflow = _section(
         where, "mlflow", data.get("mlflow", {}), {"experiment": str, "tracking_uri": (str, type(None))}
     )
-    report = _section(
-        where, "report", data.get("report", {}), {"enabled": bool, "out_dir": (str, type(None))}
-    )
-    pipe = Pipeline(
-        name=name,
-        path=path,
-        dataset=data["dataset"],
-        search_space=space,
-        objectives=objectives,
-        epochs=epochs,
-        train=train,
-        mode=mode,
-        sampler=sampler,
-        pruner=pruner,
-        num_samples=samples,
-        max_concurrent=max_concurrent,
-        resources=resources,
-        seeds=list(seeds),
-        max_failures=data.get("max_failures", 2),
-        checkpoint_every=data.get("checkpoint_every", 1),
-        keep_checkpoints=data.get("keep_checkpoints", 2),
-        storage=storage,
-        ray_storage=ray_storage,
-        runtime_env=_runtime_env(where, data.get("runtime_env"), path.parent),
-        experiment=experiment or mlflow.get("experiment") or f"albsnn-{name}",
-        tracking_uri=mlflow.get("tracking_uri"),
-        report={"enabled": report.get("enabled", True), "out_dir": report.get("out_dir")},
-        confirm=_confirm(where, data["confirm"], mode, objectives, seeds) if "confirm" in data else None,
-    )
-    # validate the pruner's options now, not after the cluster starts
-    make_pruner(pipe.pruner, epochs, where, pipe.prune_objectives)
-    return pipe
+    return {
+        "experiment": experiment or mlflow.get("experiment") or f"albsnn-{name}",
+        "tracking_uri": mlflow.get("tracking_uri"),
+    }
 
 
 def _objectives(where: str, objectives: dict) -> dict[str, str]:
@@ -349,6 +397,7 @@ def _confirm(where: str, confirm: dict, mode: str, objectives: dict, seeds: list
     extra = confirm.get("seeds")
     if not extra or not all(isinstance(s, int) and not isinstance(s, bool) for s in extra):
         raise ConfigError(f"{where}: confirm.seeds must be a non-empty list of integers, but got {extra!r}")
+    _check_seeds(f"{where}: confirm.seeds", extra)
     if len(set(extra)) != len(extra) or set(extra) & set(seeds):
         raise ConfigError(
             f"{where}: confirm.seeds {extra} must be distinct and differ from the search seed {seeds[0]}"
@@ -364,7 +413,6 @@ def _confirm(where: str, confirm: dict, mode: str, objectives: dict, seeds: list
 def _train_values(where: str, data: dict, space: SearchSpace) -> dict:
     """The fixed TrainConfig values; checked by TrainConfig itself and against the search space."""
     from albsnn.data import dataset_info
-    from albsnn.train import TrainConfig
 
     train = dict(data.get("train", {}))
     types = field_types()
@@ -388,13 +436,22 @@ def _train_values(where: str, data: dict, space: SearchSpace) -> dict:
     dataset_info(train["dataset"])
     if train["epochs"] < 1:
         raise ConfigError(f"{where}: epochs must be >= 1, but got {train['epochs']}")
+    _check_train(where, train)
+    return train
+
+
+def _check_train(where: str, train: dict) -> None:
+    """Each fixed value alone, once, then all of them under the rules that join values."""
+    from albsnn.train import TrainConfig
+
     try:
-        TrainConfig.from_dict(train)
+        for key, value in train.items():
+            TrainConfig.check_value(key, value)
+        TrainConfig.from_checked(train).check_parts()
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     except TypeError as e:
         raise ConfigError(f"{where}: train: {e}") from None
-    return train
 
 
 def _resources(where: str, resources: dict) -> dict:

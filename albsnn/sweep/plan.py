@@ -38,18 +38,17 @@ def plan_sweep(
     experiment: str | None = None,
 ) -> str:
     """The dry-run description of ``pipeline`` (or of the sweep ``--resume`` would continue)."""
-    from albsnn.sweep import runner
+    from albsnn.sweep.record import SweepRecord, find_sweep
     from albsnn.sweep.tracking import layout as tracking
 
     pipe = load_pipeline(Path(pipeline), num_samples=None if resume else num_samples, experiment=experiment)
     if resume:
-        sweep_dir = runner.find_sweep(pipe, None if resume is True else str(resume))
-        info = runner._read_sweep_file(sweep_dir)
-        pipe = runner._resumed_pipeline(info, sweep_dir)
+        record = SweepRecord.load(find_sweep(pipe, None if resume is True else str(resume)))
+        pipe = record.started_pipeline()
         if num_samples is not None and pipe.mode == "search":
             pipe.num_samples = max(num_samples, pipe.num_samples)
-        uri = tracking_uri or info["tracking_uri"]
-        where = f"resume {info['sweep_id']} in {sweep_dir}"
+        uri = tracking_uri or record.tracking_uri
+        where = f"resume {record.sweep_id} in {record.folder}"
     else:
         uri = tracking_uri or pipe.tracking_uri or tracking.default_tracking_uri()
         where = f"new sweep under {pipe.storage / pipe.name}"

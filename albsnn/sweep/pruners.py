@@ -6,8 +6,9 @@ keys are the Optuna class's own arguments. A step is an epoch, so ``successive-h
 
 ``pareto`` (:class:`~albsnn.sweep.pareto_pruner.ParetoPruner`, the default of multi-objective
 search pipelines) judges all objectives at once: ``pruner: {kind: pareto, min_dominators: 2,
-margin: {val_accuracy: 0.01}}``. The others judge one metric, the pipeline's
-:attr:`~albsnn.sweep.pipeline.Pipeline.prune_on`.
+margin: {val_accuracy: 0.01}}``; so does ``moasha`` (:class:`~albsnn.sweep.moasha_pruner.MOASHAPruner`,
+non-dominated sorting at rungs): ``pruner: {kind: moasha, reduction_factor: 2, min_resource: 1}``.
+The others judge one metric, the pipeline's :attr:`~albsnn.sweep.pipeline.Pipeline.prune_on`.
 
 The pruner is asked by :class:`~albsnn.sweep.scheduler.OptunaPrunerScheduler` after every epoch.
 ``deterministic`` is the test double (:class:`~albsnn.sweep.testing.DeterministicPruner`).
@@ -24,7 +25,10 @@ from collections.abc import Callable
 from albsnn.errors import ConfigError
 from albsnn.sweep._imports import require
 
-__all__ = ["PRUNERS", "make_pruner", "pruner_spec"]
+__all__ = ["MOASHA", "PARETO", "PRUNERS", "make_pruner", "pruner_spec"]
+
+PARETO = "pareto"  # kind of ParetoPruner
+MOASHA = "moasha"  # kind of MOASHAPruner
 
 
 def _median(epochs: int, **kw):
@@ -54,6 +58,12 @@ def _pareto(epochs: int, objectives: dict, **kw):
     return ParetoPruner(objectives, **kw)
 
 
+def _moasha(epochs: int, objectives: dict, **kw):
+    from albsnn.sweep.moasha_pruner import MOASHAPruner
+
+    return MOASHAPruner(objectives, **kw)
+
+
 def _none(epochs: int):
     return require("optuna.pruners").NopPruner()
 
@@ -72,7 +82,8 @@ PRUNERS: dict[str, Callable] = {
     "successive-halving": _successive_halving,
     "hyperband": _hyperband,
     "wilcoxon": _wilcoxon,
-    "pareto": _pareto,
+    PARETO: _pareto,
+    MOASHA: _moasha,
     "none": _none,
     "deterministic": _deterministic,
 }
@@ -94,7 +105,8 @@ def pruner_spec(spec: object, where: str = "pipeline") -> dict:
 def make_pruner(spec: object, epochs: int, where: str = "pipeline", objectives: dict | None = None):
     """The Optuna pruner for ``spec``; a bad option is a :class:`ConfigError` listing the valid ones.
 
-    ``objectives`` (``{metric: mode}``, the pruning metric first) is what ``pareto`` compares.
+    ``objectives`` (``{metric: mode}``, the pruning metric first) is what ``pareto`` and ``moasha``
+    compare.
     """
     spec = pruner_spec(spec, where)
     kind, options = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}

@@ -408,24 +408,40 @@ def _convert(label: str, value: object, kind_type: type, optional: bool = False)
 
 
 def _check_values(where: str, params: list[Param]) -> None:
-    """Every value, together with the space's fixed values, must pass the trainer's own validation.
+    """Check every value a trial can get from this space, once, so that trials trust them.
 
-    The context lets one value depend on another (``binarize: random`` needs a ``budget``, which an
-    ablation grid fixes). Fixed values are checked first, so a bad one is named by its own label.
+    First each value alone, against its field's declared range and choices: a numeric domain's
+    bounds stand for every value it can produce, since each declared range is an interval. Then
+    each value with the space's fixed values, and a conditional one with its parents' values, under
+    the rules that join values (``binarize: random`` needs a ``budget``, which a grid may fix).
+    Fixed values go first there too, so a bad one is named by its own label.
     """
+    for p in params:
+        for value in p.values:
+            _check_with_trainer(_label(where, p), p.name, value)
     fixed = {p.name: p.values[0] for p in params if p.kind == "fixed" and not p.when}
     for p in sorted(params, key=lambda p: p.kind != "fixed"):
-        # a conditional value is checked in the setting it is sampled in: its parents' values
         condition = {parent: allowed[0] for parent, allowed in p.when}
         context = {k: v for k, v in {**fixed, **condition}.items() if k != p.name}
         for value in p.values:
-            _check_with_trainer(f"{where}: parameter {p.group}.{p.name}", p.name, value, context)
+            _check_with_trainer(_label(where, p), p.name, value, context)
 
 
-def _check_with_trainer(label: str, name: str, value: object, context: dict) -> None:
-    """Let TrainConfig's own validation (ModelConfig's for model fields) judge one value; no data is read."""
+def _label(where: str, p: Param) -> str:
+    return f"{where}: parameter {p.group}.{p.name}"
+
+
+def _check_with_trainer(label: str, name: str, value: object, context: dict | None = None) -> None:
+    """Let the trainer judge one value: alone, or joined with ``context`` (values checked already).
+
+    No data is read. Joined, the value meets the model's, the policy's and the trigger's own
+    checks (:meth:`TrainConfig.check_parts`), as it will in every trial that gets it.
+    """
     try:
-        TrainConfig(**{**context, name: value})
+        if context is None:
+            TrainConfig.check_value(name, value)
+        else:
+            TrainConfig.from_checked({**context, name: value}).check_parts()
     except (ConfigError, TypeError, ValueError) as e:
         where = f" (with the fixed values {context})" if context else ""
         raise ConfigError(f"{label}: value {value!r} is rejected by the trainer{where}: {e}") from None

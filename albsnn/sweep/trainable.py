@@ -270,9 +270,8 @@ def run_trial(config: dict, options: TrialOptions) -> None:
     from albsnn.train import TrainConfig, fit
 
     torch.set_num_threads(max(1, int(options.cpus)))
-    values = dict(config)
-    values["out"] = None  # checkpoints and exports are written by the reporter
-    train_config = TrainConfig.from_dict(values)
+    # checkpoints and exports are written by the reporter; the pipeline checked every value
+    train_config = TrainConfig.from_checked({**config, "out": None})
     storage = _storage()
     stored = []
     if storage is not None:

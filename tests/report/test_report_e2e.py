@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from albsnn.pareto import ACCURACY_STORAGE, pareto_mask
 from albsnn.report.figures import FIGURES
-from albsnn.report.pareto import pareto_mask
 from albsnn.report.source import TEST_ACCURACY as TEST
 from albsnn.report.source import VAL_ACCURACY as VAL
 
@@ -72,7 +72,8 @@ def test_pareto_numbers_in_report_md_and_csv_equal_mlflow(report, mlflow_runs, m
     finished = {rid: r for rid, r in mlflow_runs.items() if r.info.status == "FINISHED"}
     acc = [r.data.metrics[VAL] for r in finished.values()]
     size = [r.data.metrics["storage_bytes"] for r in finished.values()]
-    front = {rid for rid, on in zip(finished, pareto_mask(acc, size), strict=True) if on}
+    mask = pareto_mask({VAL: acc, "storage_bytes": size}, ACCURACY_STORAGE)  # the sweeps' objectives
+    front = {rid for rid, on in zip(finished, mask, strict=True) if on}
     rows = md_table(md, "#")
     assert {row["run_id"] for row in rows} == front
     for row in rows:

@@ -111,6 +111,16 @@ def test_the_pareto_figure_places_crowded_rank_labels_apart():
         assert not _overlap(a, b)
 
 
+def test_the_staircase_runs_through_the_front_points_best_on_accuracy_and_storage():
+    # With a third objective a front point can sit below another on accuracy and storage; the
+    # staircase is the accuracy x storage envelope (what the hypervolume measures), so it skips it.
+    front = [_point(1, 0.80, 1e5), _point(2, 0.80, 2e5), _point(3, 0.90, 4e5)]  # #2: kept by a 3rd objective
+    ax = plot_pareto(_pareto_info(front)).axes[0]
+    (stairs,) = [line for line in ax.lines if line.get_drawstyle() == "steps-post"]
+    assert stairs.get_xdata().tolist() == [1e5, 4e5, 1e6]  # to the reference bytes
+    assert stairs.get_ydata().tolist() == pytest.approx([80.0, 90.0, 90.0])
+
+
 def test_the_ablation_figure_plots_paired_differences_with_their_intervals():
     seeds = (0, 1, 2, 3)
     accs = {"bwo=project": [0.91, 0.90, 0.92, 0.915], "bwo=off": [0.88, 0.875, 0.885, 0.889]}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from albsnn.pareto import hypervolume_2d, selected_test_hypervolume
 from albsnn.report.curves import band, band_by_step, compact_layers, layer_sort_key
-from albsnn.report.pareto import hypervolume_2d, selected_test_hypervolume
 from albsnn.report.source import TEST_ACCURACY as TEST
 from albsnn.report.source import VAL_ACCURACY as VAL
 

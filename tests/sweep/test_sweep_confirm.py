@@ -99,6 +99,7 @@ def test_a_lucky_seed_point_is_dominated_after_seed_averaging_and_does_not_survi
         ({"confirm": {"seeds": []}}, "confirm.seeds must be a non-empty list of integers"),
         ({"confirm": {"seeds": [0, 1]}}, "must be distinct and differ from the search seed 0"),
         ({"confirm": {"seeds": [1, 1]}}, "must be distinct"),
+        ({"confirm": {"seeds": [1, -2]}}, "confirm.seeds: seed must be in [0, 4294967295]"),
         ({"confirm": {"seeds": [1], "max_points": 0}}, "confirm.max_points must be >= 1"),
         ({"confirm": {"seeds": [1], "front": False}}, "confirm.front: false selects nothing"),
         ({"confirm": {"seeds": [1], "top": 3}}, "unknown key(s) ['top'] under confirm"),
@@ -143,6 +144,7 @@ def test_dry_run_says_how_many_confirmation_runs_at_most(write_pipeline, tmp_pat
 def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_shows_error_bars(
     ray_cluster, write_pipeline, tmp_path, tracking_uri
 ):
+    from albsnn.cli.sweep import sweep_and_report
     from albsnn.sweep.runner import run_sweep
 
     out = tmp_path / "report"
@@ -154,7 +156,7 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
         confirm={"seeds": [3, 4], "max_points": 2},
         report={"enabled": True, "out_dir": str(out)},
     )
-    result = run_sweep(path, tracking_uri=tracking_uri, progress=False)
+    result = sweep_and_report(path, tracking_uri=tracking_uri, progress=False)  # the report: `albsnn sweep`'s
     assert not result.interrupted and result.report_path == out
     client = MlflowClient(tracking_uri)
     children = L.search_all(client, [result.experiment_id], L.children_filter(result.parent_run_id))
@@ -206,11 +208,13 @@ def test_confirmation_runs_are_children_with_the_right_seeds_and_the_report_show
 
     # A search trial that a killed driver finished after Ray's last snapshot has no Ray config; the
     # confirmation rebuilds it from the study, and the rebuilt config is the one Ray ran.
-    from albsnn.sweep.runner import _lost_configs, _ray_trial_configs
+    from albsnn.sweep.experiment import ray_trial_configs
+    from albsnn.sweep.record import SweepRecord
+    from albsnn.sweep.run import lost_configs
 
-    info = json.loads((result.sweep_dir / "sweep.json").read_text())
-    ray_configs = _ray_trial_configs(str(result.sweep_dir))
-    rebuilt = _lost_configs(load_pipeline(path), info, set(ray_configs))
+    record = SweepRecord.load(result.sweep_dir)
+    ray_configs = ray_trial_configs(str(result.sweep_dir))
+    rebuilt = lost_configs(load_pipeline(path), record, set(ray_configs))
     assert rebuilt == {t: config for t, (_, config) in ray_configs.items()}
 
     # --resume of the finished sweep continues the same confirmation: nothing runs twice

@@ -36,12 +36,12 @@ def test_an_error_before_the_fit_ends_the_parent_failed(
 ):
     # Anything that fails after the parent run exists and before Tune starts (here: building the
     # searcher) must not leave that run RUNNING.
-    from albsnn.sweep import runner
+    from albsnn.sweep import start
 
     def broken(*args, **kwargs):
         raise RuntimeError("searcher cannot be built")
 
-    monkeypatch.setattr(runner, "_scheduler_and_searcher", broken)
+    monkeypatch.setattr(start, "_scheduler_and_searcher", broken)
     path = write_pipeline(tmp_path, "nothing-searched")
     with pytest.raises(RuntimeError, match="searcher cannot be built"):
         run_sweep(path, tracking_uri=tracking_uri, progress=False)

@@ -21,7 +21,7 @@ from albsnn.sweep.budget import TrialBudget
 from albsnn.sweep.lock import lock_holder, sweep_lock
 from albsnn.sweep.pipeline import load_pipeline
 from albsnn.sweep.progress import ProgressPrinter
-from albsnn.sweep.runner import find_sweep
+from albsnn.sweep.record import SweepRecord, find_sweep
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
 from albsnn.sweep.testing import DeterministicPruner
@@ -124,16 +124,14 @@ def test_num_samples_on_resume_cannot_shrink_a_sweep_or_extend_an_ablation(write
         num_samples=None,
     )
     _fake_sweep(ablation, "grid-20250101-000000", "2025-01-01T00:00:00")
-    from albsnn.sweep.runner import _extend, _resumed_pipeline
+    from albsnn.sweep.runner import _extend
 
-    folder = tmp_path / "sweeps" / "grow" / "grow-20250101-000000"
-    info = json.loads((folder / "sweep.json").read_text())
+    record = SweepRecord.load(tmp_path / "sweeps" / "grow" / "grow-20250101-000000")
     with pytest.raises(ConfigError, match="already has a budget of 4 trials"):
-        _extend(folder, info, _resumed_pipeline(info, folder), 3, "unused")
-    folder = tmp_path / "sweeps" / "grid" / "grid-20250101-000000"
-    info = json.loads((folder / "sweep.json").read_text())
+        _extend(record, record.started_pipeline(), 3, "unused")
+    record = SweepRecord.load(tmp_path / "sweeps" / "grid" / "grid-20250101-000000")
     with pytest.raises(ConfigError, match="is an ablation .* cannot be extended"):
-        _extend(folder, info, _resumed_pipeline(info, folder), 3, "unused")
+        _extend(record, record.started_pipeline(), 3, "unused")
 
 
 # ---------------------------------------------------------------- progress after a resume

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from albsnn.sweep import run_sweep
+from albsnn.cli.sweep import sweep_and_report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_the_demo_pipeline_leaves_git_status_clean(ray_cluster, tmp_path, monkey
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "checkout")
     monkeypatch.chdir(repo)
 
-    result = run_sweep("pipelines/demo.yaml", num_samples=1, progress=False)
+    result = sweep_and_report("pipelines/demo.yaml", num_samples=1, progress=False)  # as `albsnn sweep`
 
     assert result.counts["FINISHED"] == 1
     assert result.tracking_uri == f"sqlite:///{repo.resolve() / 'runs' / 'mlflow.db'}"

@@ -13,8 +13,9 @@ from optuna.trial import TrialState
 from ray.tune.experiment import Trial
 
 from albsnn.errors import ConfigError
+from albsnn.pareto import dominates
 from albsnn.sweep import load_pipeline
-from albsnn.sweep.pareto_pruner import ParetoPruner, dominates, report_objectives, step_key
+from albsnn.sweep.pareto_pruner import ParetoPruner, report_objectives, step_key
 from albsnn.sweep.pruners import make_pruner
 from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
 

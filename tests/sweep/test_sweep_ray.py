@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from ray.tune import ExperimentAnalysis
 
-from albsnn.report.pareto import hypervolume_2d
+from albsnn.pareto import hypervolume_2d
 from albsnn.sweep import run_sweep
 from albsnn.sweep.scheduler import open_journal
 from albsnn.sweep.trainable import ROTATED_FILE

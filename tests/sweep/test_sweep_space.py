@@ -308,6 +308,7 @@ BAD_PIPELINES = [
     ({"num_samples": "many"}, ["num_samples must be int"]),
     ({"mlflow": {"experiment": "x", "server": "y"}}, ["unknown key(s) ['server'] under mlflow"]),
     ({"checkpoint_every": 0}, ["checkpoint_every is out of range: 0"]),
+    ({"seeds": [-1]}, ["seeds: seed must be in [0, 4294967295]", "seed=-1"]),
     (
         {
             "mode": "ablation",
@@ -416,3 +417,66 @@ def test_library_imports_without_the_platform():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# ---------------------------------------------------------------- a value is checked once
+
+
+def test_pipeline_checks_each_value_a_trial_can_get_once(write_pipeline, tmp_path, monkeypatch):
+    # Rule: every value a trial can get is checked alone exactly once, when the pipeline is read:
+    # the fixed values, the seed, and each search-space domain's bounds or choices (a declared range
+    # is an interval, so a domain whose ends are inside it lies inside it).
+    import collections
+
+    from albsnn.train import TrainConfig
+
+    checked = collections.Counter()
+    check = TrainConfig.check_value
+
+    def counting(name, value):
+        checked[name, repr(value)] += 1
+        check(name, value)
+
+    monkeypatch.setattr(TrainConfig, "check_value", staticmethod(counting))
+    load_pipeline(write_pipeline(tmp_path, "once"))
+    domains = {("width", "0.25"), ("width", "0.5"), ("time_steps", "1"), ("time_steps", "2")}
+    domains |= {("lr", "0.001"), ("lr", "0.01")}
+    fixed = {("seed", "0"), ("epochs", "3"), ("batch_size", "100"), ("warmup", "1"), ("limit_train", "300")}
+    assert domains | fixed <= set(checked)
+    assert set(checked.values()) == {1}
+
+
+@pytest.mark.filterwarnings("ignore:`get_.*` is meant to only be called:UserWarning")
+def test_a_trial_builds_its_config_without_checking_values_again(write_pipeline, tmp_path, monkeypatch):
+    # Rule: trials trust the pipeline. One trial's config builds (the driver's MLflow params, the
+    # trainable's TrainConfig) range-check nothing and build no model, policy or trigger to judge
+    # (before: `threshold` was checked 5 times per trial); fit's trainer builds each once.
+    import torch
+
+    import albsnn.models
+    import albsnn.train
+    from albsnn.sweep.tracking.callback import trial_params
+    from albsnn.sweep.trainable import TrialOptions, run_trial
+
+    pipe = load_pipeline(write_pipeline(tmp_path, "trusted"))
+    config = {**pipe.param_space(), "width": 0.5, "time_steps": 2, "lr": 3e-3}  # one trial's sample
+    checks, fitted = [], []
+    for module in (albsnn.train, albsnn.models):
+        monkeypatch.setattr(module, "check_in_range", lambda name, *_: checks.append(name))
+    monkeypatch.setattr(albsnn.train.TrainConfig, "check_parts", lambda self: checks.append("parts"))
+    monkeypatch.setattr(albsnn.train, "fit", lambda config, *_, **__: fitted.append(config))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the test process keeps its threads
+    trial_params(config)
+    run_trial(config, TrialOptions())
+    assert checks == []
+    assert fitted[0] == albsnn.train.TrainConfig.from_dict({**config, "out": None})
+
+
+def test_a_trial_still_refuses_two_sampled_values_that_cannot_meet():
+    # Rule: trusted values are checked alone; TrainConfig's own rule that joins two of them still runs.
+    from albsnn.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="readout=rate needs time_steps >= 2"):
+        TrainConfig.from_checked({"readout": "rate", "time_steps": 1})
+    with pytest.raises(ConfigError, match=r"unknown training parameter\(s\) \['depth'\]"):
+        TrainConfig.from_checked({"depth": 3})

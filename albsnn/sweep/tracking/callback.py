@@ -26,7 +26,7 @@ def trial_params(config: dict) -> dict[str, str]:
     from albsnn.train import TrainConfig
 
     try:
-        values = TrainConfig.from_dict({**config, "out": None}).to_dict()
+        values = TrainConfig.from_checked({**config, "out": None}).to_dict()  # the pipeline checked them
     except Exception:  # noqa: BLE001 - the trial itself will say what is wrong; log what it got
         values = dict(config)
     values.pop("out", None)
@@ -133,7 +133,7 @@ class _MlflowTrialCallback:
     @_guarded
     def on_experiment_end(self, trials: list, **info) -> None:
         # The search's runs are settled by the runner, which also knows the trials Ray lost but the
-        # study kept (runner._lost_trials); a confirmation knows only its own Ray trials.
+        # study kept (albsnn.sweep.run.lost_trials); a confirmation knows only its own Ray trials.
         if self.confirm is not None:
             self.log.forget_orphans((t.trial_id for t in trials), role=L.CONFIRM)
 

@@ -20,12 +20,14 @@ from pathlib import Path
 from albsnn.errors import ConfigError
 from albsnn.metrics import (
     BEST_VAL_ACCURACY,
+    FP32_BYTES,
     STORAGE_BYTES,
     SWEEP_BEST_VAL_ACCURACY,
     SWEEP_COUNT_PREFIX,
     SWEEP_VAL_HYPERVOLUME,
     VAL_ACCURACY,
 )
+from albsnn.pareto import hypervolume_2d
 from albsnn.sweep.tracking import layout as L
 
 __all__ = [
@@ -119,15 +121,15 @@ def provenance_tags(repo: Path | None = None, command: str | None = None) -> dic
             versions[package] = metadata.version(package)
     status = _git(repo, "status", "--porcelain")
     tags = {
-        "albsnn.git_commit": _git(repo, "rev-parse", "HEAD") or "unknown",
-        "albsnn.git_dirty": "unknown" if status is None else str(bool(status)).lower(),
-        "albsnn.host": socket.gethostname(),
-        "albsnn.hardware": _hardware(),
-        "albsnn.versions": json.dumps(versions, sort_keys=True),
+        L.CODE_COMMIT: _git(repo, "rev-parse", "HEAD") or "unknown",
+        L.CODE_DIRTY: "unknown" if status is None else str(bool(status)).lower(),
+        L.HOST: socket.gethostname(),
+        L.HARDWARE: _hardware(),
+        L.VERSIONS: json.dumps(versions, sort_keys=True),
         **source_tags(command, repo),
     }
     if command:
-        tags["albsnn.command"] = command
+        tags[L.COMMAND] = command
     return tags
 
 
@@ -150,8 +152,6 @@ def summary_metrics(last: Mapping[str, Mapping[str, float]], states: Mapping[str
     Best validation accuracy of any trial; hypervolume of (val_accuracy, storage_bytes) of the
     finished trials against (0 accuracy, the fp32 size), as a fraction of that box; counts by state.
     """
-    from albsnn.report.pareto import hypervolume_2d
-
     out = {f"{SWEEP_COUNT_PREFIX}{s.lower()}": 0.0 for s in (L.FINISHED, L.PRUNED, L.FAILED)}
     for state in states.values():
         key = f"{SWEEP_COUNT_PREFIX}{state.lower()}"
@@ -162,7 +162,7 @@ def summary_metrics(last: Mapping[str, Mapping[str, float]], states: Mapping[str
         out[SWEEP_BEST_VAL_ACCURACY] = max(best)
     done = [last.get(t, {}) for t, s in states.items() if s == L.FINISHED]
     points = [
-        (m[VAL_ACCURACY], m[STORAGE_BYTES], m.get("fp32_bytes"))
+        (m[VAL_ACCURACY], m[STORAGE_BYTES], m.get(FP32_BYTES))
         for m in done
         if VAL_ACCURACY in m and STORAGE_BYTES in m
     ]

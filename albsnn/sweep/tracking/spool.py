@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import threading
@@ -27,6 +26,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from albsnn.atomic import write_atomic
 from albsnn.sweep.tracking import layout as L
 from albsnn.sweep.tracking.writer import MlflowWriter, fail_fast_http, is_permanent
 
@@ -254,9 +254,9 @@ class SweepLog:
             return 0
 
     def _write_sent(self, count: int) -> None:
-        tmp = self.folder / f".{SENT_FILE}.tmp"
-        tmp.write_text(str(count))
-        os.replace(tmp, self.folder / SENT_FILE)
+        # not durable: written once per record under the lock the driver appends with, and a count
+        # a crash rolls back only replays records, which are idempotent
+        write_atomic(self.folder / SENT_FILE, str(count), durable=False)
 
     def _send_loop(self) -> None:
         pause = 0.2

@@ -1,4 +1,5 @@
-"""Pareto front and hypervolume on constructed points, against brute-force definitions."""
+"""Pareto dominance, fronts and hypervolume (albsnn.pareto) on constructed points, against brute-force
+definitions: the pruner, the confirmation, tracking and the report all decide with these."""
 
 from __future__ import annotations
 
@@ -7,7 +8,22 @@ import itertools
 import numpy as np
 import pytest
 
-from albsnn.report.pareto import hypervolume_2d, hypervolume_history, pareto_mask
+from albsnn.metrics import STORAGE_BYTES, VAL_ACCURACY
+from albsnn.pareto import (
+    ACCURACY_STORAGE,
+    as_objectives,
+    dominates,
+    hypervolume_2d,
+    hypervolume_history,
+    nondominated,
+    pareto_mask,
+    selected_test_hypervolume,
+)
+
+
+def front_2d(acc, size) -> list[bool]:
+    """The front of validation accuracy (max) and storage (min), the report's default objectives."""
+    return pareto_mask({VAL_ACCURACY: acc, STORAGE_BYTES: size}, ACCURACY_STORAGE).tolist()
 
 
 def brute_front(acc, size) -> list[bool]:
@@ -49,7 +65,7 @@ CASES = {
 
 @pytest.mark.parametrize("acc, size, expected", list(CASES.values()), ids=list(CASES))
 def test_pareto_mask_matches_the_definition_on_constructed_points(acc, size, expected):
-    assert pareto_mask(acc, size).tolist() == expected == brute_front(acc, size)
+    assert front_2d(acc, size) == expected == brute_front(acc, size)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -59,7 +75,7 @@ def test_pareto_mask_matches_brute_force_on_random_points_with_many_ties(seed):
     n = int(rng.integers(1, 30))
     acc = rng.integers(0, 6, n) / 5
     size = rng.integers(1, 6, n) * 100.0
-    assert pareto_mask(acc, size).tolist() == brute_front(acc, size)
+    assert front_2d(acc, size) == brute_front(acc, size)
 
 
 HV_CASES = {
@@ -113,4 +129,65 @@ def test_hypervolume_history_grows_and_ends_at_the_total():
 
 def test_non_finite_values_are_rejected():
     with pytest.raises(ValueError, match="finite"):
-        pareto_mask([0.5, float("nan")], [1, 2])
+        front_2d([0.5, float("nan")], [1, 2])
+
+
+# ---- any objectives: the mask agrees with pairwise dominance ----------------------------------------
+def brute_mask(columns: dict, objectives: dict) -> list[bool]:
+    # the definition, point by point: on the front unless another point dominates it
+    points = {i: {m: columns[m][i] for m in objectives} for i in range(len(next(iter(columns.values()))))}
+    on = set(nondominated(points, objectives))
+    return [i in on for i in points]
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize(
+    "objectives",
+    [
+        {"a": "max", "b": "min", "c": "max"},
+        {"a": "min", "b": "min", "c": "min"},
+        {"c": "max", "a": "max"},
+        {"b": "min"},
+    ],
+    ids=["three mixed", "three min", "two max", "one"],
+)
+def test_pareto_mask_matches_pairwise_dominance_for_any_objectives(seed, objectives):
+    # a small grid: ties in every objective and exact duplicates
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 30))
+    columns = {m: rng.integers(0, 4, n).astype(float) for m in "abc"}
+    assert pareto_mask(columns, objectives).tolist() == brute_mask(columns, objectives)
+
+
+def test_objectives_are_pairs_in_either_form_and_only_max_or_min():
+    # a {metric: direction} mapping and a sequence of (metric, direction) pairs are the same objectives
+    columns = {VAL_ACCURACY: [0.9, 0.8], STORAGE_BYTES: [20.0, 10.0]}
+    assert pareto_mask(columns, dict(ACCURACY_STORAGE)).tolist() == [True, True]
+    assert pareto_mask(columns, ACCURACY_STORAGE).tolist() == [True, True]
+    assert pareto_mask(columns, [(VAL_ACCURACY, "max")]).tolist() == [True, False]
+    assert pareto_mask(columns, [(STORAGE_BYTES, "min")]).tolist() == [False, True]
+    for bad in ({}, {VAL_ACCURACY: "up"}):
+        with pytest.raises(ValueError, match="max or min"):
+            as_objectives(bad)
+
+
+def test_a_third_objective_brings_dominated_points_back_to_the_front():
+    # b is as accurate as a and larger (dominated on two objectives) but has fewer binarized layers
+    acc, size, layers = [0.9, 0.9], [10.0, 20.0], [5.0, 1.0]
+    columns = {VAL_ACCURACY: acc, STORAGE_BYTES: size, "num_binarized": layers}
+    assert pareto_mask(columns, ACCURACY_STORAGE).tolist() == [True, False]
+    assert pareto_mask(columns, [*ACCURACY_STORAGE, ("num_binarized", "min")]).tolist() == [True, True]
+
+
+def test_nan_is_worse_than_any_number_in_pairwise_dominance():
+    # a diverged trial (NaN accuracy) is dominated by any finished one no larger
+    assert dominates((0.5, 90), (float("nan"), 100), ("max", "min"))
+    assert nondominated({"ok": {"a": 0.5}, "nan": {"a": float("nan")}}, {"a": "max"}) == ["ok"]
+
+
+def test_test_hypervolume_uses_the_front_it_is_given():
+    # the front chosen on validation decides which test accuracies span the area; the default is 2-D
+    val, test, size, ref = [0.9, 0.9], [0.5, 0.8], [10.0, 20.0], (0.0, 100.0)
+    assert selected_test_hypervolume(val, test, size, ref) == pytest.approx(0.5 * 90)
+    both = selected_test_hypervolume(val, test, size, ref, front=[True, True])
+    assert both == pytest.approx(0.5 * 90 + 0.3 * 80)
