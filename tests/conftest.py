@@ -16,6 +16,17 @@ SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "", None)
 
 
+# Fixtures that start Ray, train models for a whole sweep, run an MLflow server or a browser: every test
+# that uses one is slow, so `make test-fast` stays fast as the suite grows without anyone marking it.
+SLOW_FIXTURES = frozenset({"ray_cluster", "logged_sweeps", "report", "mlflow_server", "chromium"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 class NetworkBlocked(OSError):
     """Raised instead of opening a connection; an OSError so code treats it as "offline"."""
 
