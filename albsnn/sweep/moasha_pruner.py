@@ -36,13 +36,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from albsnn.pareto import as_objectives, nondominated_ranks
-from albsnn.sweep._imports import require
-from albsnn.sweep.pareto_pruner import objective_values
+from albsnn.pareto import nondominated_ranks
+from albsnn.sweep.pareto_pruner import ObjectivesPruner
 
 __all__ = ["MOASHAPruner", "crowding_distance"]
-
-_optuna_pruners = require("optuna.pruners")
 
 
 def crowding_distance(costs: np.ndarray) -> np.ndarray:
@@ -67,7 +64,7 @@ def crowding_distance(costs: np.ndarray) -> np.ndarray:
     return distance
 
 
-class MOASHAPruner(_optuna_pruners.BasePruner):
+class MOASHAPruner(ObjectivesPruner):
     """Prune a trial at a rung unless non-dominated sorting puts it in the top ``1/reduction_factor``.
 
     Args:
@@ -87,7 +84,7 @@ class MOASHAPruner(_optuna_pruners.BasePruner):
         min_resource: int = 1,
         min_trials: int = 1,
     ):
-        self.objectives = as_objectives(objectives)
+        super().__init__(objectives)
         for name, value, least in (
             ("reduction_factor", reduction_factor, 2),
             ("min_resource", min_resource, 1),
@@ -106,11 +103,6 @@ class MOASHAPruner(_optuna_pruners.BasePruner):
             f"min_resource={self.min_resource}, min_trials={self.min_trials})"
         )
 
-    @property
-    def extra_metrics(self) -> list[str]:
-        """The objectives kept as per-step user attributes (all but the first)."""
-        return list(self.objectives)[1:]
-
     def is_rung(self, step: int) -> bool:
         """Whether ``step`` is ``min_resource * reduction_factor**k`` for some k >= 0."""
         rung = self.min_resource
@@ -123,13 +115,12 @@ class MOASHAPruner(_optuna_pruners.BasePruner):
 
         Empty when ``trial`` has not reported all objectives at ``step``.
         """
-        names = list(self.objectives)
-        mine = objective_values(trial, names, step)
+        mine = self.values_at(trial, step)
         if mine is None:
-            return np.empty((0, len(names)))
+            return np.empty((0, len(self.objectives)))
         rows = [mine]
         for other in study.get_trials(deepcopy=False):
-            theirs = objective_values(other, names, step) if other.number != trial.number else None
+            theirs = self.values_at(other, step) if other.number != trial.number else None
             if theirs is not None:
                 rows.append(theirs)
         return np.array(rows, dtype=float)

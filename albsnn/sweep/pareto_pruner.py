@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from albsnn.pareto import as_objectives, dominates
 from albsnn.sweep._imports import require
 
-__all__ = ["ParetoPruner", "objective_values", "report_objectives", "step_key"]
+__all__ = ["ObjectivesPruner", "ParetoPruner", "objective_values", "report_objectives", "step_key"]
 
 _optuna_pruners = require("optuna.pruners")
 
@@ -60,7 +60,28 @@ def objective_values(trial, objectives: Sequence[str], step: int) -> tuple[float
     return (float(first), *(float(v) for v in rest))
 
 
-class ParetoPruner(_optuna_pruners.BasePruner):
+class ObjectivesPruner(_optuna_pruners.BasePruner):
+    """An Optuna pruner that judges a trial on several objectives at its step.
+
+    The first objective is the pruning study's intermediate value; the others (``extra_metrics``)
+    are the per-step user attributes that :class:`~albsnn.sweep.scheduler.OptunaPrunerScheduler`
+    records for it (:func:`report_objectives`).
+    """
+
+    def __init__(self, objectives: Mapping[str, str]):
+        self.objectives = as_objectives(objectives)
+
+    @property
+    def extra_metrics(self) -> list[str]:
+        """The objectives kept as per-step user attributes (all but the first)."""
+        return list(self.objectives)[1:]
+
+    def values_at(self, trial, step: int) -> tuple | None:
+        """``trial``'s objective vector at ``step``; None when it has not reported all of them."""
+        return objective_values(trial, list(self.objectives), step)
+
+
+class ParetoPruner(ObjectivesPruner):
     """Prune a trial when ``min_dominators`` COMPLETE trials dominate it (by ``margin``) at its step.
 
     Args:
@@ -82,7 +103,8 @@ class ParetoPruner(_optuna_pruners.BasePruner):
         n_startup_trials: int = 0,
         n_warmup_steps: int = 1,
     ):
-        objectives = as_objectives(objectives)
+        super().__init__(objectives)
+        objectives = self.objectives
         margin = dict(margin or {})
         if min_dominators < 1:
             raise ValueError(f"min_dominators must be >= 1, but got {min_dominators}")
@@ -93,7 +115,6 @@ class ParetoPruner(_optuna_pruners.BasePruner):
             raise ValueError(f"margins must be numbers >= 0, but got {margin}")
         if n_startup_trials < 0 or n_warmup_steps < 0:
             raise ValueError(f"{n_startup_trials=} and {n_warmup_steps=} must be >= 0")
-        self.objectives = objectives
         self.min_dominators = int(min_dominators)
         self.margin = margin
         self.n_startup_trials = int(n_startup_trials)
@@ -107,15 +128,6 @@ class ParetoPruner(_optuna_pruners.BasePruner):
             f"ParetoPruner({objectives}; min_dominators={self.min_dominators}, margin={self.margin}, "
             f"n_startup_trials={self.n_startup_trials}, n_warmup_steps={self.n_warmup_steps})"
         )
-
-    @property
-    def extra_metrics(self) -> list[str]:
-        """The objectives kept as per-step user attributes (all but the first)."""
-        return list(self.objectives)[1:]
-
-    def values_at(self, trial, step: int) -> tuple | None:
-        """``trial``'s objective vector at ``step``; None when it has not reported all of them."""
-        return objective_values(trial, list(self.objectives), step)
 
     def dominators(self, study, trial, step: int) -> int:
         """How many COMPLETE trials (other than ``trial``) dominate ``trial`` at ``step``."""
