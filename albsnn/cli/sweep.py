@@ -17,6 +17,7 @@ from pathlib import Path
 
 from albsnn.cli import Command
 from albsnn.errors import ConfigError
+from albsnn.sweep.tracking.server_wait import WAIT_S
 
 __all__ = ["Sweep", "sweep_and_report", "make_report"]
 
@@ -104,6 +105,15 @@ class Sweep(Command):
             metavar="SWEEP_ID",
             help="end the MLflow runs of a sweep whose driver died (instead of --resume)",
         )
+        parser.add_argument(
+            "--mlflow-wait",
+            type=float,
+            default=WAIT_S,
+            metavar="SECONDS",
+            help="how long the start of a sweep waits, saying so at once, for an MLflow server that stops "
+            f"answering before the parent run exists; then exit 2 (default {WAIT_S:.0f}; 0: exit 2 at the "
+            "first failed request). Later outages never stop a sweep: records wait in its spool",
+        )
         parser.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     def take_action(self, args: argparse.Namespace) -> int:
@@ -138,6 +148,7 @@ class Sweep(Command):
             experiment=args.name,
             command=command,
             progress=not args.quiet,
+            mlflow_wait=args.mlflow_wait,
         )
         print(result.summary(), flush=True)
         return 130 if result.interrupted else 0

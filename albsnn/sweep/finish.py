@@ -61,5 +61,5 @@ def finish_sweep(result: SweepResult, pipe: Pipeline, log, metrics: dict[str, fl
     reason = "interrupted" if result.interrupted else None
     log.end_sweep("KILLED" if result.interrupted else "FINISHED", metrics, reason=reason)
     log.close(FLUSH_S)
-    result.tracking_problems = list(log.problems)
+    result.tracking_notes = log.notes()
     return result

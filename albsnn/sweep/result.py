@@ -33,7 +33,7 @@ class SweepResult:
     report_path: Path | None = None
     report_error: str | None = None
     wall_seconds: float = 0.0
-    tracking_problems: list[str] = field(default_factory=list)  # each reported once while it ran
+    tracking_notes: list[str] = field(default_factory=list)  # outages and how they ended, problems
     # the confirmation of the Pareto front (pipeline `confirm`); counts are of confirmation runs only
     confirm_seeds: list[int] = field(default_factory=list)
     confirm_counts: dict[str, int] = field(default_factory=dict)
@@ -66,7 +66,7 @@ class SweepResult:
             lines.append(
                 f"MLflow UI:     `albsnn ui`, then {ui_url('http://127.0.0.1:5000', self.experiment_id)}"
             )
-        lines += [f"MLflow:        {problem}" for problem in self.tracking_problems]
+        lines += [f"MLflow:        {problem}" for problem in self.tracking_notes]
         if self.interrupted:
             lines.append("interrupted:   continue with the same command plus --resume")
         return "\n".join(lines)

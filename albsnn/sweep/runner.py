@@ -49,6 +49,7 @@ from albsnn.sweep.result import SweepResult
 from albsnn.sweep.run import fit_search
 from albsnn.sweep.start import describe, new_record, new_sweep_dir, search_tuner, start_parent_run
 from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.tracking.server_wait import WAIT_S, call_server
 
 __all__ = ["SweepResult", "run_sweep", "find_sweep", "SWEEP_FILE", "JOURNAL_FILE"]
 
@@ -69,6 +70,7 @@ def run_sweep(
     progress: bool = True,
     num_cpus: int | None = None,
     fail_once_at_epoch: int | None = None,
+    mlflow_wait: float = WAIT_S,
 ) -> SweepResult:
     """Run (or with ``resume``, continue) the sweep that ``pipeline`` describes.
 
@@ -86,6 +88,9 @@ def run_sweep(
         progress: print trial events while running.
         num_cpus: CPUs of a locally started Ray (default: all).
         fail_once_at_epoch: tests only: every trial raises once at this epoch on its first attempt.
+        mlflow_wait: seconds a start-up call waits for an MLflow server that stops answering, said at
+            once; past that, a ConfigError (``0``: at the first failed request). Once the parent run
+            exists, records wait in the spool instead and the sweep goes on.
 
     Returns:
         a :class:`SweepResult` (its ``report_due`` says whether the pipeline wants a report made now:
@@ -95,20 +100,23 @@ def run_sweep(
 
     started = time.monotonic()
     pipe, record, uri = _what_to_run(pipeline, tracking_uri, resume, num_samples, experiment)
-    _check_stores(pipe, uri, new=record is None)
+    _check_stores(pipe, uri, new=record is None, wait_s=mlflow_wait)
     with contextlib.ExitStack() as held:
         if record is not None:
             held.enter_context(sweep_lock(record.folder))
-            _check_parent(uri, record)
+            _check_parent(uri, record, mlflow_wait)
         with ray_session(pipe, address, num_cpus):
             preflight(pipe)
             if record is not None:
-                result = _resume(pipe, record, uri, num_samples, progress, fail_once_at_epoch)
+                if num_samples is not None:
+                    pipe = _extend(record, pipe, num_samples, uri, mlflow_wait)
+                result = _resume(pipe, record, uri, progress, fail_once_at_epoch)
             else:
                 command = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
                 sweep_dir = new_sweep_dir(pipe)
                 held.enter_context(sweep_lock(sweep_dir))
-                result = _new(pipe, sweep_dir, uri, command, progress, fail_once_at_epoch)
+                parent = start_parent_run(pipe, sweep_dir, uri, command, mlflow_wait)
+                result = _new(pipe, sweep_dir, uri, parent, command, progress, fail_once_at_epoch)
     result.wall_seconds = time.monotonic() - started
     return result
 
@@ -126,7 +134,7 @@ def _what_to_run(
     return record.started_pipeline(), record, tracking_uri or record.tracking_uri
 
 
-def _check_stores(pipe: Pipeline, uri: str, new: bool) -> None:
+def _check_stores(pipe: Pipeline, uri: str, new: bool, wait_s: float) -> None:
     """Before anything is written: MLflow answers, the packages are there, Ray's storage is usable."""
     from albsnn.sweep.tracking import runs
 
@@ -138,13 +146,21 @@ def _check_stores(pipe: Pipeline, uri: str, new: bool) -> None:
 
         check_storage_uri(pipe.ray_storage, f"{pipe.path}: storage")
     if new:
-        runs.check_experiment(uri, pipe.experiment)
+        call_server(
+            uri, "checking the experiment", lambda: runs.check_experiment(uri, pipe.experiment), wait_s=wait_s
+        )
 
 
-def _check_parent(uri: str, record: SweepRecord) -> None:
-    mlflow = require("mlflow")
+def _check_parent(uri: str, record: SweepRecord, wait_s: float) -> None:
     try:
-        mlflow.MlflowClient(uri).get_run(record.parent_run_id)
+        call_server(
+            uri,
+            "finding the sweep's parent run",
+            lambda: L.client(uri).get_run(record.parent_run_id),
+            wait_s=wait_s,
+        )
+    except ConfigError:
+        raise
     except Exception as e:  # MlflowException: the run is gone (another database?)
         raise ConfigError(
             f"--resume: the sweep's parent run {record.parent_run_id} is not in {uri} "
@@ -152,8 +168,11 @@ def _check_parent(uri: str, record: SweepRecord) -> None:
         ) from None
 
 
-def _extend(record: SweepRecord, pipe: Pipeline, num_samples: int, uri: str) -> None:
-    """Raise a search sweep's trial budget to ``num_samples`` (``--resume --num-samples``)."""
+def _extend(
+    record: SweepRecord, pipe: Pipeline, num_samples: int, uri: str, wait_s: float = WAIT_S
+) -> Pipeline:
+    """Raise a search sweep's trial budget to ``num_samples`` (``--resume --num-samples``); the
+    pipeline with it."""
     if pipe.mode != "search":
         raise ConfigError(
             f"--num-samples: sweep {record.sweep_id} is an ablation (its grid once per seed); "
@@ -171,14 +190,22 @@ def _extend(record: SweepRecord, pipe: Pipeline, num_samples: int, uri: str) -> 
         )
     record.num_samples = num_samples
     record.save()
-    require("mlflow").MlflowClient(uri).set_tag(record.parent_run_id, L.NUM_SAMPLES, str(num_samples))
+    set_budget = lambda: L.client(uri).set_tag(record.parent_run_id, L.NUM_SAMPLES, str(num_samples))  # noqa: E731
+    call_server(uri, "raising the sweep's budget", set_budget, wait_s=wait_s)
+    return record.started_pipeline()
 
 
 def _new(
-    pipe: Pipeline, sweep_dir: Path, uri: str, command: str, progress: bool, fail_once_at_epoch: int | None
+    pipe: Pipeline,
+    sweep_dir: Path,
+    uri: str,
+    parent: tuple[str, str],
+    command: str,
+    progress: bool,
+    fail_once_at_epoch: int | None,
 ) -> SweepResult:
-    """Start a sweep in the new folder ``sweep_dir`` and run it to its end."""
-    experiment_id, parent = start_parent_run(pipe, sweep_dir, uri, command)
+    """Run the sweep just started in ``sweep_dir`` (``parent``: experiment id, parent run id) to its end."""
+    experiment_id, parent = parent
     log = open_log(sweep_dir, uri, experiment_id, parent)
     with ended_on_error(log):
         record = new_record(pipe, sweep_dir, uri, experiment_id, parent)
@@ -195,19 +222,11 @@ def _new(
 
 
 def _resume(
-    pipe: Pipeline,
-    record: SweepRecord,
-    uri: str,
-    num_samples: int | None,
-    progress: bool,
-    fail_once_at_epoch: int | None,
+    pipe: Pipeline, record: SweepRecord, uri: str, progress: bool, fail_once_at_epoch: int | None
 ) -> SweepResult:
-    """Continue the sweep of ``record`` where Ray's last snapshot left it (its budget raised first)."""
+    """Continue the sweep of ``record`` where Ray's last snapshot left it."""
     from albsnn.sweep.tracking.runs import driver_tag
 
-    if num_samples is not None:
-        _extend(record, pipe, num_samples, uri)
-        pipe = record.started_pipeline()
     tune = require("ray.tune")
     quiet_tune()
     experiment = pipe.experiment_path(record.folder.name)

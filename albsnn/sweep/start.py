@@ -9,16 +9,19 @@ search (Optuna sampler and pruner, trial budget, MLflow and progress callbacks).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
 from pathlib import Path
 
+from albsnn.errors import ConfigError
 from albsnn.sweep._imports import require
 from albsnn.sweep.experiment import trial_name
 from albsnn.sweep.pipeline import Pipeline
 from albsnn.sweep.record import JOURNAL_FILE, SWEEP_FILE, SweepRecord
 from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.tracking.server_wait import WAIT_S, call_server
 
 __all__ = ["new_sweep_dir", "start_parent_run", "parent_tags", "new_record", "search_tuner", "describe"]
 
@@ -34,17 +37,44 @@ def new_sweep_dir(pipe: Pipeline) -> Path:
     return sweep_dir
 
 
-def start_parent_run(pipe: Pipeline, sweep_dir: Path, uri: str, command: str) -> tuple[str, str]:
+def start_parent_run(
+    pipe: Pipeline, sweep_dir: Path, uri: str, command: str, wait_s: float = WAIT_S
+) -> tuple[str, str]:
     """Copy the pipeline and its search space into ``sweep_dir`` and create the sweep's parent run,
-    with the copies as artifacts; returns ``(experiment id, parent run id)``."""
+    with the copies as artifacts; returns ``(experiment id, parent run id)``.
+
+    A server that stops answering meanwhile is waited for up to ``wait_s`` seconds, said at once
+    (:mod:`~albsnn.sweep.tracking.server_wait`); past that, a ConfigError, and the folder is removed.
+    """
     from albsnn.sweep.tracking import runs
 
     copies = [sweep_dir / L.PIPELINE_FILE, sweep_dir / L.SEARCH_SPACE_FILE]
     shutil.copy2(pipe.path, copies[0])
     shutil.copy2(pipe.search_space.path, copies[1])
-    experiment_id = runs.ensure_experiment(uri, pipe.experiment)
     tags = {**parent_tags(pipe, sweep_dir), **runs.provenance_tags(command=command)}
-    parent = runs.start_parent_run(uri, experiment_id, sweep_dir.name, tags, artifacts=copies)
+
+    def create(experiment_id: str) -> str:
+        # sweep ids are unique: a run of this name was made by a try whose answer was lost
+        found = runs.parent_named(uri, experiment_id, sweep_dir.name)
+        return found or runs.create_parent_run(uri, experiment_id, sweep_dir.name, tags)
+
+    parent = None
+    try:
+        experiment_id = call_server(
+            uri,
+            "creating the experiment",
+            lambda: runs.ensure_experiment(uri, pipe.experiment),
+            wait_s=wait_s,
+        )
+        parent = call_server(uri, "creating the parent run", lambda: create(experiment_id), wait_s=wait_s)
+        upload = "uploading the pipeline to the parent run"
+        call_server(uri, upload, lambda: runs.log_artifacts(uri, parent, copies), wait_s=wait_s)
+    except ConfigError:
+        shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing of the sweep exists but its folder ...
+        if parent is not None:  # ... and a parent run without its files, ended if the server lets us
+            with contextlib.suppress(Exception):
+                L.client(uri).set_terminated(parent, "FAILED")
+        raise
     return experiment_id, parent
 
 

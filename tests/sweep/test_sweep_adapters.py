@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -300,7 +301,7 @@ def test_records_wait_in_the_spool_while_the_server_is_down_and_are_sent_once(tr
     for step in (1, 2, 2, 3):
         down.epoch("t", step, {"val_accuracy": step / 10})
     assert down.close(timeout=1) == 4  # start + three epochs (step 2 recorded once)
-    assert any("does not answer" in p for p in down.problems)
+    assert any("does not answer" in note for note in down.notes())  # still down: the summary says so
     up = SweepLog(tmp_path / "s", tracking_uri, experiment_id, parent_id, quiet=True)
     assert up.last_step == {"t": 3}
     up.epoch("t", 3, {"val_accuracy": 0.3})  # a resumed trial reporting its last epoch again
@@ -312,6 +313,32 @@ def test_records_wait_in_the_spool_while_the_server_is_down_and_are_sent_once(tr
     (run,) = client.search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
     history = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+
+
+def test_summary_says_the_records_were_sent_after_an_outage_and_nothing_of_it_as_a_problem(sweep_log, capsys):
+    # Rule: an outage is said when it starts and when it ends; the summary says how it ended, and
+    # does not repeat "does not answer" for a server that answered again.
+    log = sweep_log()
+    log.quiet = False
+    apply, failures = log.writer.apply, iter([ConnectionError("connection refused")] * 3)
+
+    def down_three_times(record):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        apply(record)
+
+    log.writer.apply = down_three_times
+    log.start_trial("t", "t", {"lr": "0.01"})
+    log.epoch("t", 1, {"val_accuracy": 0.5})
+    assert log.close(timeout=60) == 0
+    err = capsys.readouterr().err
+    assert err.count("does not answer") == 1 and err.count("answers again after") == 1, err
+    assert not log.problems
+    (note,) = log.notes()
+    assert re.fullmatch(
+        r"\S+ did not answer 1 time\(s\), \d+ s in all; every record was sent when it answered again", note
+    )
 
 
 def test_unreachable_tracking_server_is_named():

@@ -65,6 +65,10 @@ def test_sweep_survives_a_server_outage_with_every_epoch_logged_once(outage_swee
     assert outage_sweep["code"] == 0, out
     assert "does not answer" in out and "answers again" in out, out  # the outage happened mid-sweep
     assert "4 finished, 0 pruned, 0 failed" in out
+    summary = out[out.rindex("experiment:    ") :]
+    assert "every record was sent when it answered again" in summary, summary  # how the outage ended
+    assert "does not answer" not in summary, summary
+    assert "View run" not in out and "View experiment" not in out  # MLflow's own lines stay out
     experiment_id = outage_sweep["experiment"].experiment_id
     (parent,) = client.search_runs([experiment_id], "tags.`albsnn.role` = 'sweep'")
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_finished"] == 4

@@ -87,6 +87,7 @@ USER = "mlflow.user"
 # MLflow 3 opens an experiment on its GenAI pages unless it is told the experiment trains models.
 EXPERIMENT_KIND = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
+SUPPRESS_RUN_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # environment variable MLflow reads
 
 # ---------------------------------------------------------------- states and statuses
 FINISHED, PRUNED, FAILED, RUNNING, ORPHANED = "FINISHED", "PRUNED", "FAILED", "RUNNING", "ORPHANED"
@@ -290,6 +291,10 @@ def ui_url(base: str, experiment_id: str) -> str:
 def client(uri: str):
     from mlflow import MlflowClient
 
+    # MLflow prints "View run ... / View experiment ..." for every run ended on a server (~40 lines a
+    # demo sweep, from the sender thread, and a get_run each); the summary prints the UI's address
+    # once. A user's own MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT wins.
+    os.environ.setdefault(SUPPRESS_RUN_URLS, "true")
     return MlflowClient(tracking_uri=uri)
 
 

@@ -34,6 +34,9 @@ __all__ = [
     "check_experiment",
     "ensure_experiment",
     "start_parent_run",
+    "create_parent_run",
+    "parent_named",
+    "log_artifacts",
     "provenance_tags",
     "source_tags",
     "summary_metrics",
@@ -72,15 +75,32 @@ def start_parent_run(
     uri: str, experiment_id: str, run_name: str, tags: Mapping, artifacts: Iterable[Path] = ()
 ) -> str:
     """Create the sweep's parent run (``albsnn.role=sweep``) and log its artifacts; returns its id."""
-    client = L.client(uri)
-    run = client.create_run(experiment_id, run_name=run_name, tags={L.ROLE: L.SWEEP, **driver_tag(), **tags})
+    run_id = create_parent_run(uri, experiment_id, run_name, tags)
     try:
-        for path in artifacts:
-            client.log_artifact(run.info.run_id, str(path))
+        log_artifacts(uri, run_id, artifacts)
     except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
+        L.client(uri).set_terminated(run_id, "FAILED")
         raise
-    return run.info.run_id
+    return run_id
+
+
+def create_parent_run(uri: str, experiment_id: str, run_name: str, tags: Mapping) -> str:
+    """Create the sweep's parent run (``albsnn.role=sweep``); returns its id."""
+    tags = {L.ROLE: L.SWEEP, **driver_tag(), **tags}
+    return L.client(uri).create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def parent_named(uri: str, experiment_id: str, run_name: str) -> str | None:
+    """The id of the parent run named ``run_name`` in the experiment, None when there is none."""
+    query = f"attributes.run_name = '{run_name}' and tags.`{L.ROLE}` = '{L.SWEEP}'"
+    found = L.client(uri).search_runs([experiment_id], query, max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def log_artifacts(uri: str, run_id: str, files: Iterable[Path]) -> None:
+    client = L.client(uri)
+    for path in files:
+        client.log_artifact(run_id, str(path))
 
 
 def driver_tag() -> dict[str, str]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from albsnn.atomic import write_atomic
 from albsnn.sweep.tracking import layout as L
-from albsnn.sweep.tracking.writer import MlflowWriter, fail_fast_http, is_permanent
+from albsnn.sweep.tracking.writer import MlflowWriter, fail_fast_http, first_line, is_permanent
 
 __all__ = ["SweepLog", "SPOOL_FILE", "SENT_FILE", "OUTBOX_DIR"]
 
@@ -77,10 +77,12 @@ class SweepLog:
         self.inputs: set[str] = set()  # trials whose dataset is recorded
         self.confirming: set[str] = set()  # confirmation runs' trial ids (role CONFIRM), not search trials
         self.problems: dict[str, int] = {}  # message -> how often
+        self.outages: list[float] = []  # seconds the server did not answer, each time it answered again
         self._records: list[dict] = []
         self._lock = threading.Condition()
         self._sent = self._read_sent()
         self._down_since: float | None = None
+        self._down_at = ""  # wall clock of the outage still going on, for the summary
         self._stop = False
         self.closed = False
         for record in self._read_spool():
@@ -203,6 +205,22 @@ class SweepLog:
             )
         return left
 
+    def notes(self) -> list[str]:
+        """What the sweep's summary says about MLflow: how outages ended, then each problem once."""
+        down_now = self._down_since is not None
+        if not self.outages and not down_now:
+            return list(self.problems)
+        total = sum(self.outages) + (time.monotonic() - self._down_since if down_now else 0.0)
+        times = len(self.outages) + down_now
+        if down_now:
+            end = f"it does not answer since {self._down_at}"
+        elif self.pending:
+            end = f"{self.pending} record(s) still unsent"
+        else:
+            end = "every record was sent when it answered again"
+        outage = f"{self.uri} did not answer {times} time(s), {total:.0f} s in all; {end}"
+        return [outage, *self.problems]
+
     def problem(self, message: str) -> None:
         """Say ``message`` on the console the first time; count it for the summary."""
         first = message not in self.problems
@@ -271,7 +289,7 @@ class SweepLog:
                 self.writer.apply(record)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none reaches Tune
                 if is_permanent(e):
-                    self.problem(f"a {record['op']} record was refused and skipped ({_first_line(e)})")
+                    self.problem(f"a {record['op']} record was refused and skipped ({first_line(e)})")
                 else:
                     self._down(e)
                     with self._lock:
@@ -288,25 +306,26 @@ class SweepLog:
                 self._lock.notify_all()
 
     def _down(self, error: Exception) -> None:
+        # Said at once, not kept as a problem: the summary says how the outage ended (notes()).
         if self._down_since is None:
             self._down_since = time.monotonic()
-            self.problem(
-                f"{self.uri} does not answer ({_first_line(error)[:200]}); training goes on, records wait in "
-                f"{self.folder / SPOOL_FILE}"
-            )
+            self._down_at = time.strftime("%H:%M:%S")
+            if not self.quiet:
+                print(
+                    f"MLflow: {self.uri} does not answer ({first_line(error)[:200]}); training goes on, "
+                    f"records wait in {self.folder / SPOOL_FILE}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _up(self) -> None:
         if self._down_since is not None:
             down = time.monotonic() - self._down_since
             self._down_since = None
+            self.outages.append(down)
             if not self.quiet:
                 print(
                     f"MLflow: {self.uri} answers again after {down:.0f} s; sending the waiting records",
                     file=sys.stderr,
                     flush=True,
                 )
-
-
-def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from albsnn.sweep.tracking import layout as L
 
-__all__ = ["MlflowWriter", "is_permanent", "fail_fast_http"]
+__all__ = ["MlflowWriter", "is_permanent", "fail_fast_http", "first_line"]
 
 # MLflow error codes that a retry cannot fix: the record is skipped (and reported).
 _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE"}
@@ -38,6 +38,12 @@ def fail_fast_http(uri: str) -> None:
 
 def is_permanent(error: Exception) -> bool:
     return getattr(error, "error_code", None) in _PERMANENT
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an MLflow (or any) error's message; its type when it has none."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class MlflowWriter:
