@@ -1,26 +1,32 @@
-"""What the sweep driver costs per trial-epoch as a sweep grows from 100 to 2,000 trials.
+"""What the sweep driver costs per trial and per result as a sweep grows from 100 to 2,000 trials.
 
 Each size runs ``albsnn.sweep.run_sweep`` on a search pipeline (random sampler, two objectives,
 median pruner, ``max_concurrent: 8``, Ray started with 8 logical CPUs) whose trainable does no
 training: every epoch it reports made-up validation accuracy and storage, and at checkpoint epochs
 a one-file checkpoint. Everything else is the real platform path: the Optuna searcher and journal,
-the pruning scheduler, the MLflow callback (SQLite), the progress printer, Ray Tune's controller,
-experiment snapshots and checkpoint persistence.
+the pruning scheduler, the MLflow spool and sender (SQLite), the progress printer, Ray Tune's
+controller, experiment snapshots and checkpoint persistence.
 
-Measured per size, in the driver process:
+Each size is run twice, with 1 epoch per trial and with ``--epochs`` (default 5), so that the
+driver's cost splits into what each trial costs once and what each reported result adds:
 
-* ``driver_cpu_ms_per_trial_epoch``: the driver's process CPU time (user + system, all its
-  threads, ``time.process_time``) from the first trial's start to the end of the experiment,
-  divided by the trial-epochs reported: the cost that grows with the sweep. CPU time, not wall
-  time, so other load on the machine does not inflate it (it can still slow caches).
-  ``driver_cpu_s`` is the whole ``run_sweep`` call, with its one-off set-up and wrap-up.
-* ``mlflow_writes`` and ``mlflow_writes_per_s``: calls of the MLflow client's write methods
-  (create_run, log_batch, set_tag, set_terminated, log_artifact, ...) and their rate over wall time.
-* ``snapshots``, ``snapshot_bytes_last`` and ``snapshot_bytes_total``: Ray Tune experiment
-  snapshots taken, the size of the driver staging folder each one writes and syncs (last and summed).
-* ``wall_s`` and ``trial_epochs``.
+* ``driver_ms_per_result`` (marginal): the difference in driver CPU between the two sweeps divided
+  by the difference in results (trial-epochs) they reported;
+* ``driver_ms_per_trial`` (fixed): the 1-epoch sweep's driver CPU less its results at that marginal
+  cost, divided by its trials;
+* ``results_per_s``: results of the longer sweep per second of its wall time, and
+  ``capacity_results_per_s`` = 1000 / ``driver_ms_per_result``: the rate a core spent on the driver
+  would sustain.
 
-Run from the repository root (about 10 minutes for the three sizes on 2 busy cores)::
+Driver CPU is the driver process's CPU time (user + system, all its threads: Tune's loop, the MLflow
+sender, Ray's client threads; ``time.process_time``) from the first trial's start to the end of
+``run_sweep`` (so the records the MLflow sender still sends after Tune's experiment ended count);
+``results_per_s`` uses the wall time from the first trial's start to the end of the experiment. CPU
+time, not wall time, so other load on the machine does not inflate it (it can still slow caches).
+Per run also: ``mlflow_writes``, ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
+last and of all), ``wall_s`` and ``trial_epochs``.
+
+Run from the repository root (the three sizes take about half an hour on 2 cores)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/sweep_scale.py --trials 100 500 2000 --json scale.json
 
@@ -86,10 +92,10 @@ class CpuWindow(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if CpuWindow.first_start is None:
-            CpuWindow.first_start = time.process_time()
+            CpuWindow.first_start = (time.process_time(), time.perf_counter())
 
     def on_experiment_end(self, trials, **info) -> None:
-        CpuWindow.end = time.process_time()
+        CpuWindow.end = (time.process_time(), time.perf_counter())
 
 
 class Counters:
@@ -132,12 +138,12 @@ class Counters:
         self.__init__()
 
 
-def pipeline(work: Path, trials: int, args) -> Path:
+def pipeline(work: Path, trials: int, epochs: int, args) -> Path:
     (work / "space.yaml").write_text(yaml.safe_dump({"training": {"lr": {"loguniform": [1e-4, 1e-1]}}}))
     data = {
-        "name": f"scale{trials}",
+        "name": f"scale{trials}x{epochs}",
         "dataset": "digits",
-        "epochs": args.epochs,
+        "epochs": epochs,
         "search_space": "space.yaml",
         "objectives": {"val_accuracy": "max", "storage_bytes": "min"},
         "mode": "search",
@@ -149,15 +155,16 @@ def pipeline(work: Path, trials: int, args) -> Path:
         "checkpoint_every": args.checkpoint_every,
         "max_failures": 0,
         "storage": str(work / "sweeps"),
-        "mlflow": {"experiment": f"scale{trials}"},
+        "mlflow": {"experiment": f"scale{trials}x{epochs}"},
         "report": {"enabled": False},
     }
-    path = work / f"scale{trials}.yaml"
+    path = work / f"scale{trials}x{epochs}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def measure(trials: int, args, counters: Counters) -> dict:
+def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
+    """One sweep of ``trials`` trials of ``epochs`` epochs: the driver's CPU, results, writes, snapshots."""
     from mlflow import MlflowClient
 
     from albsnn.metrics import VAL_ACCURACY
@@ -172,7 +179,7 @@ def measure(trials: int, args, counters: Counters) -> dict:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"
         MlflowClient(uri).search_experiments()  # the schema migration is not the sweep's cost
-        path = pipeline(work, trials, args)
+        path = pipeline(work, trials, epochs, args)
         counters.reset()
         CpuWindow.first_start = CpuWindow.end = None
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -181,20 +188,42 @@ def measure(trials: int, args, counters: Counters) -> dict:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         client = MlflowClient(uri)
         runs = client.search_runs([result.experiment_id], "tags.`albsnn.role` = 'trial'", max_results=5000)
-        epochs = sum(_steps(client, r, VAL_ACCURACY) for r in runs)
+        results = sum(_steps(client, r, VAL_ACCURACY) for r in runs)
+    # to the end of run_sweep: what the trials' records still cost after Tune's experiment ended
+    # (the MLflow sender drains them then) is theirs
+    window_cpu = cpu0 + cpu - CpuWindow.first_start[0]
+    window_wall = CpuWindow.end[1] - CpuWindow.first_start[1]
     return {
         "trials": trials,
+        "epochs": epochs,
         "counts": result.counts,
-        "trial_epochs": epochs,
+        "trial_epochs": results,
         "wall_s": round(wall, 1),
+        "window_wall_s": round(window_wall, 1),
         "driver_cpu_s": round(cpu, 1),
-        "driver_cpu_ms_per_trial_epoch": round(1000 * (CpuWindow.end - CpuWindow.first_start) / epochs, 2),
+        "window_cpu_s": round(window_cpu, 2),
+        "driver_cpu_ms_per_trial_epoch": round(1000 * window_cpu / results, 2),
         "mlflow_writes": counters.mlflow_writes,
-        "mlflow_writes_per_trial_epoch": round(counters.mlflow_writes / epochs, 2),
-        "mlflow_writes_per_s": round(counters.mlflow_writes / wall, 1),
+        "mlflow_writes_per_trial_epoch": round(counters.mlflow_writes / results, 2),
         "snapshots": counters.snapshots,
         "snapshot_bytes_last": counters.snapshot_bytes_last,
         "snapshot_bytes_total": counters.snapshot_bytes_total,
+    }
+
+
+def split(short: dict, long: dict) -> dict:
+    """Per-trial (fixed) and per-result (marginal) driver CPU from a 1-epoch and a longer sweep."""
+    per_result = (long["window_cpu_s"] - short["window_cpu_s"]) / (
+        long["trial_epochs"] - short["trial_epochs"]
+    )
+    per_trial = (short["window_cpu_s"] - per_result * short["trial_epochs"]) / short["trials"]
+    return {
+        "trials": short["trials"],
+        "driver_ms_per_trial": round(1000 * per_trial, 1),
+        "driver_ms_per_result": round(1000 * per_result, 2),
+        "results_per_s": round(long["trial_epochs"] / long["window_wall_s"], 1),
+        "capacity_results_per_s": round(1 / per_result, 1) if per_result > 0 else None,
+        "runs": [short, long],
     }
 
 
@@ -205,7 +234,7 @@ def _steps(client, run, key: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 500, 2000])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the longer sweep of each size")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
@@ -222,24 +251,23 @@ def main() -> None:
     profile = cProfile.Profile() if args.profile else None
     try:
         for trials in args.trials:
-            if profile:
-                profile.enable()
-            results.append(measure(trials, args, counters))
-            if profile:
-                profile.disable()
-                profile.dump_stats(args.profile)
-            print(json.dumps(results[-1]), flush=True)
+            runs = []
+            for epochs in (1, args.epochs):
+                if profile:
+                    profile.enable()
+                runs.append(measure(trials, epochs, args, counters))
+                if profile:
+                    profile.disable()
+                    profile.dump_stats(args.profile)
+                print(json.dumps(runs[-1]), flush=True)
+            results.append(split(*runs))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "runs"}), flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
         ray.shutdown()
-    base = results[0]["driver_cpu_ms_per_trial_epoch"]
     for r in results:
-        r["cost_vs_smallest"] = round(r["driver_cpu_ms_per_trial_epoch"] / base, 2)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+        print(json.dumps({k: v for k, v in r.items() if k != "runs"}))
 
 
 if __name__ == "__main__":

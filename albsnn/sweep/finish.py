@@ -61,5 +61,8 @@ def finish_sweep(result: SweepResult, pipe: Pipeline, log, metrics: dict[str, fl
     reason = "interrupted" if result.interrupted else None
     log.end_sweep("KILLED" if result.interrupted else "FINISHED", metrics, reason=reason)
     log.close(FLUSH_S)
+    from albsnn.sweep.journal import sync_journals
+
+    sync_journals()  # the Optuna journal's last appends on disk before the sweep says it ended
     result.tracking_notes = log.notes()
     return result

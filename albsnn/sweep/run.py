@@ -54,12 +54,12 @@ def fit_search(tuner, pipe: Pipeline, record: SweepRecord, uri: str, log) -> tup
 def _studies(record: SweepRecord, *names: str | None):
     """The sweep's Optuna studies of these ``names`` that exist in its journal."""
     optuna = require("optuna")
-    from albsnn.sweep.scheduler import open_journal
+    from albsnn.sweep.journal import open_journal
 
     journal = record.journal
     if journal is None or not journal.exists():
         return
-    storage = open_journal(journal)
+    storage = open_journal(journal, shared=True)
     found = {s.study_name for s in storage.get_all_studies()}
     for name in names:
         if name in found:

@@ -34,19 +34,13 @@ from pathlib import Path
 from albsnn.metrics import VAL_ACCURACY
 from albsnn.sweep._imports import require
 from albsnn.sweep.dashboard import RAY_TRIAL_ID
+from albsnn.sweep.journal import open_journal
 from albsnn.sweep.pareto_pruner import report_objectives
 
 __all__ = ["OptunaPrunerScheduler", "open_journal"]
 
 _tune_schedulers = require("ray.tune.schedulers")
 _log = logging.getLogger(__name__)
-
-
-def open_journal(path: str | Path):
-    """An Optuna ``JournalStorage`` over the file ``path`` (what ``optuna-dashboard`` opens)."""
-    storages = require("optuna.storages")
-    journal = require("optuna.storages.journal")
-    return storages.JournalStorage(journal.JournalFileBackend(str(path)))
 
 
 def _is_retry(trial) -> bool:
@@ -123,7 +117,7 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
         if self._study is None:
             optuna = require("optuna")
             self._study = optuna.create_study(
-                storage=open_journal(self.storage_path),
+                storage=open_journal(self.storage_path, shared=True),
                 study_name=self.study_name,
                 pruner=self.pruner,
                 direction="maximize" if self.mode == "max" else "minimize",

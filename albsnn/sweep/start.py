@@ -186,9 +186,10 @@ def _callbacks(pipe: Pipeline, log, trial_state, trial_number, command: str, pro
 
 
 def _scheduler_and_searcher(pipe: Pipeline, record: SweepRecord):
+    from albsnn.sweep.journal import open_journal
     from albsnn.sweep.pruners import make_pruner
     from albsnn.sweep.samplers import make_sampler
-    from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
+    from albsnn.sweep.scheduler import OptunaPrunerScheduler
     from albsnn.sweep.search import StudySearch
 
     journal = record.journal
@@ -212,7 +213,7 @@ def _scheduler_and_searcher(pipe: Pipeline, record: SweepRecord):
             mode=pipe.modes[0] if single else pipe.modes,
             sampler=make_sampler(pipe.sampler, pipe.seeds[0]),
             study_name=record.optuna_study,
-            storage=open_journal(journal),
+            storage=open_journal(journal, shared=True),
             is_pruned=scheduler.is_pruned if scheduler is not None else None,
         )
     return scheduler, searcher

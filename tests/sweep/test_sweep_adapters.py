@@ -320,15 +320,15 @@ def test_summary_says_the_records_were_sent_after_an_outage_and_nothing_of_it_as
     # does not repeat "does not answer" for a server that answered again.
     log = sweep_log()
     log.quiet = False
-    apply, failures = log.writer.apply, iter([ConnectionError("connection refused")] * 3)
+    apply, failures = log.writer.apply_group, iter([ConnectionError("connection refused")] * 3)
 
-    def down_three_times(record):
+    def down_three_times(records, fresh):
         error = next(failures, None)
         if error is not None:
             raise error
-        apply(record)
+        apply(records, fresh)
 
-    log.writer.apply = down_three_times
+    log.writer.apply_group = down_three_times
     log.start_trial("t", "t", {"lr": "0.01"})
     log.epoch("t", 1, {"val_accuracy": 0.5})
     assert log.close(timeout=60) == 0

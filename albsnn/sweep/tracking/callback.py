@@ -73,6 +73,7 @@ class _MlflowTrialCallback:
         self.trial_state = trial_state
         self.trial_number = trial_number
         self.source = dict(source or {})
+        self._tags_sent: dict[str, dict[str, str]] = {}  # trial id -> the epoch tags recorded so far
 
     def __reduce__(self):
         # Tune pickles its callbacks with the experiment; a restored one reopens the same spool.
@@ -113,7 +114,10 @@ class _MlflowTrialCallback:
             self.log.dataset(trial.trial_id, json.loads(result[DATASET_RESULT]))
         tags = self._number_tag(trial.trial_id)
         tags.update({tag: str(result[key]) for key, tag in L.TRIAL_WHERE.items() if result.get(key)})
-        self.log.epoch(trial.trial_id, epoch, L.epoch_metrics(result), tags)
+        sent = self._tags_sent.setdefault(trial.trial_id, {})
+        changed = {k: v for k, v in tags.items() if sent.get(k) != v}  # the same tags every epoch: once
+        if self.log.epoch(trial.trial_id, epoch, L.epoch_metrics(result), changed):
+            sent.update(changed)
 
     @_guarded
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:

@@ -1,8 +1,9 @@
 """A sweep's MLflow records: appended to a spool file first, sent by a background thread.
 
 Training never waits for MLflow. Each record goes to ``<sweep>/mlflow-spool.jsonl`` (one JSON line)
-and into the queue of one sender thread, which applies the records in order (:mod:`.writer`) and
-notes how many are applied in ``mlflow-spool.sent``. When the server is slow or down the sender
+and into the queue of one sender thread, which applies the records waiting (in order per trial, each
+trial's waiting epochs in one write: :meth:`.writer.MlflowWriter.apply_group`) and notes how many are
+applied in ``mlflow-spool.sent``. When the server is slow or down the sender
 retries the same record, with a growing pause, until it answers, so nothing is lost or reordered;
 records left at the end of a sweep are replayed by ``--resume`` or ``--abandon`` (which open the
 same spool). Replays are harmless (every operation is idempotent, see :mod:`.writer`), and a
@@ -30,13 +31,15 @@ from albsnn.atomic import write_atomic
 from albsnn.sweep.tracking import layout as L
 from albsnn.sweep.tracking.writer import MlflowWriter, fail_fast_http, first_line, is_permanent
 
-__all__ = ["SweepLog", "SPOOL_FILE", "SENT_FILE", "OUTBOX_DIR"]
+__all__ = ["SweepLog", "SPOOL_FILE", "SENT_FILE", "OUTBOX_DIR", "LINGER_S"]
 
 SPOOL_FILE = "mlflow-spool.jsonl"
 SENT_FILE = "mlflow-spool.sent"
 OUTBOX_DIR = "mlflow-outbox"  # artifacts staged for upload (removed once uploaded)
 _log = logging.getLogger(__name__)
 _MAX_PAUSE = 5.0
+_GROUP = 200  # records sent in one go when they wait (a trial's epochs in one write)
+LINGER_S = 0.5  # how long the sender lets records gather before it sends them
 
 
 def _now_ms() -> int:
@@ -79,11 +82,14 @@ class SweepLog:
         self.problems: dict[str, int] = {}  # message -> how often
         self.outages: list[float] = []  # seconds the server did not answer, each time it answered again
         self._records: list[dict] = []
+        self._fresh: set[int] = set()  # indices of first starts recorded by this process, not yet tried
         self._lock = threading.Condition()
         self._sent = self._read_sent()
         self._down_since: float | None = None
         self._down_at = ""  # wall clock of the outage still going on, for the summary
         self._stop = False
+        self._flushing = 0  # callers waiting in flush(): send at once
+        self.linger_s = LINGER_S
         self.closed = False
         for record in self._read_spool():
             self._note(record)
@@ -182,12 +188,17 @@ class SweepLog:
         """Wait until every record is sent or ``timeout`` passes; returns the number still unsent."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._sent < len(self._records) and self._thread.is_alive():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._lock.wait(left if left is not None else 1.0)
-            return len(self._records) - self._sent
+            self._flushing += 1  # the sender stops lingering
+            self._lock.notify_all()
+            try:
+                while self._sent < len(self._records) and self._thread.is_alive():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._lock.wait(left if left is not None else 1.0)
+                return len(self._records) - self._sent
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float | None = 60.0) -> int:
         """Send what can be sent within ``timeout``, stop the sender; returns the number left unsent."""
@@ -232,6 +243,8 @@ class SweepLog:
     def _add(self, record: dict) -> None:
         record.setdefault("ts", _now_ms())
         with self._lock:
+            if record["op"] == "start" and record["trial"] not in self.states:
+                self._fresh.add(len(self._records))  # its run cannot exist: no lookup before creating it
             self._note(record)
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
@@ -272,8 +285,8 @@ class SweepLog:
             return 0
 
     def _write_sent(self, count: int) -> None:
-        # not durable: written once per record under the lock the driver appends with, and a count
-        # a crash rolls back only replays records, which are idempotent
+        # not durable: written once per group of records, and a count a crash rolls back only
+        # replays records, which are idempotent
         write_atomic(self.folder / SENT_FILE, str(count), durable=False)
 
     def _send_loop(self) -> None:
@@ -282,28 +295,53 @@ class SweepLog:
             with self._lock:
                 while self._sent >= len(self._records) and not self._stop:
                     self._lock.wait()
+                self._linger()
                 if self._sent >= len(self._records) or self._stop:
                     return
-                index, record = self._sent, self._records[self._sent]
+                start = self._sent
+                group = self._records[start : start + _GROUP]
+                fresh = {i - start for i in self._fresh if i < start + len(group)}
+                self._fresh.difference_update(i + start for i in fresh)  # fresh on the first try only
             try:
-                self.writer.apply(record)
+                self._apply(group, fresh)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none reaches Tune
-                if is_permanent(e):
-                    self.problem(f"a {record['op']} record was refused and skipped ({first_line(e)})")
-                else:
-                    self._down(e)
-                    with self._lock:
-                        self._lock.wait(pause)
-                        if self._stop:
-                            return
-                    pause = min(pause * 2, _MAX_PAUSE)
-                    continue
+                self._down(e)
+                with self._lock:
+                    self._lock.wait(pause)
+                    if self._stop:
+                        return
+                pause = min(pause * 2, _MAX_PAUSE)
+                continue
             pause = 0.2
             self._up()
             with self._lock:
-                self._sent = index + 1
+                self._sent = start + len(group)
                 self._write_sent(self._sent)
                 self._lock.notify_all()
+
+    def _linger(self) -> None:
+        """Let the records of the next ``LINGER_S`` join the first (called holding the lock): at a
+        high rate of results each trial's epochs of that interval are one write, not one each."""
+        deadline = time.monotonic() + self.linger_s
+        while not self._stop and not self._flushing and (left := deadline - time.monotonic()) > 0:
+            self._lock.wait(left)
+
+    def _apply(self, group: list[dict], fresh: set[int]) -> None:
+        """The records waiting (up to ``_GROUP``) in one go; when MLflow refuses one for good, one by
+        one, that one skipped and reported. A server that does not answer raises (all are retried)."""
+        try:
+            self.writer.apply_group(group, fresh)
+            return
+        except Exception as e:  # noqa: BLE001
+            if not is_permanent(e):
+                raise
+        for record in group:
+            try:
+                self.writer.apply(record)
+            except Exception as e:  # noqa: BLE001
+                if not is_permanent(e):
+                    raise
+                self.problem(f"a {record['op']} record was refused and skipped ({first_line(e)})")
 
     def _down(self, error: Exception) -> None:
         # Said at once, not kept as a problem: the summary says how the outage ended (notes()).

@@ -21,6 +21,7 @@ __all__ = ["MlflowWriter", "is_permanent", "fail_fast_http", "first_line"]
 # MLflow error codes that a retry cannot fix: the record is skipped (and reported).
 _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE"}
 _PARAM_BATCH = 100  # MLflow's limit of params per log_batch
+_METRIC_BATCH = 1000  # ... of metrics
 
 
 def fail_fast_http(uri: str) -> None:
@@ -60,8 +61,32 @@ class MlflowWriter:
             self._client = L.client(self.uri)
         return self._client
 
-    def apply(self, record: dict) -> None:
-        getattr(self, f"_{record['op']}")(record)
+    def apply(self, record: dict, fresh: bool = False) -> None:
+        """Apply one record. ``fresh``: a trial's first start, applied for the first time by the
+        process that recorded it, so its run cannot exist yet: created without looking it up."""
+        if fresh and record["op"] == "start":
+            self._start_new(record)
+        else:
+            getattr(self, f"_{record['op']}")(record)
+
+    def apply_group(self, records: list[dict], fresh: set[int] = frozenset()) -> None:
+        """Apply ``records`` (``fresh``: indices of fresh starts) in order per trial, with each
+        trial's consecutive epochs in one ``log_batch``: what a backlog costs is one write per trial,
+        not one per epoch. Another trial's records may go first; sweep-level records wait for all
+        before them. On an error nothing is noted as sent: the whole group is applied again."""
+        epochs: dict[str, list[dict]] = {}
+        for i, record in enumerate(records):
+            trial = record.get("trial")
+            if record["op"] == "epoch":
+                epochs.setdefault(trial, []).append(record)
+                continue
+            for waiting in [epochs.pop(trial, [])] if trial is not None else [*epochs.values()]:
+                self._epochs(waiting)
+            if trial is None:
+                epochs.clear()
+            self.apply(record, fresh=i in fresh)
+        for waiting in epochs.values():
+            self._epochs(waiting)
 
     # -- trial runs
     def run_id(self, trial_id: str, create: dict | None = None) -> str | None:
@@ -100,15 +125,40 @@ class MlflowWriter:
         if run.info.status != "RUNNING":  # a resumed or retried trial: its run is open again
             self._reopen(run)
             self.client.set_tag(run_id, L.TRIAL_STATE, L.RUNNING)
+        missing = {k: v for k, v in record.get("params", {}).items() if k not in run.data.params}
+        self._params(run_id, missing)
+
+    def _params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
-        missing = {k: v for k, v in record.get("params", {}).items() if k not in run.data.params}
-        items = [Param(k, v) for k, v in sorted(missing.items())]
+        items = [Param(k, v) for k, v in sorted(params.items())]
         for i in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(run_id, params=items[i : i + _PARAM_BATCH])
 
+    def _start_new(self, record: dict) -> None:
+        run_id = self.runs[record["trial"]] = self._create(record["trial"], record)
+        self._params(run_id, record.get("params", {}))
+
     def _epoch(self, record: dict) -> None:
         self._batch(self.run_id(record["trial"]), record)
+
+    def _epochs(self, records: list[dict]) -> None:
+        """One trial's epoch records, in one log_batch (MLflow's limits: 1000 metrics, 100 tags)."""
+        from mlflow.entities import Metric, RunTag
+
+        run_id = self.run_id(records[0]["trial"]) if records else None
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, v, r.get("ts") or now, r.get("step", 0))
+            for r in records
+            for k, v in r["metrics"].items()
+        ]
+        newest = {k: v for r in records for k, v in r.get("tags", {}).items()}  # a few keys, the last values
+        tags = [RunTag(k, v) for k, v in newest.items()]
+        for i in range(0, max(len(metrics), 1), _METRIC_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + _METRIC_BATCH], tags=tags if i == 0 else [])
 
     def _tags(self, record: dict) -> None:
         self._batch(self.run_id(record["trial"]), record)
