@@ -231,6 +231,32 @@ def _steps(client, run, key: str) -> int:
     return max((m.step for m in client.get_metric_history(run.info.run_id, key)), default=0)
 
 
+def table(files: list[str]) -> str:
+    """A Markdown table of result files (``--json`` outputs): one row per file and size."""
+    rows = [
+        "| file | trials | driver ms per trial | driver ms per result | results/s (observed) | "
+        "capacity results/s | MLflow writes per result (5-epoch sweep) | wall s (1 / 5 epochs) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in files:
+        for size in json.loads(Path(name).read_text()):
+            short, long = size["runs"]
+            cells = [
+                Path(name).name,
+                size["trials"],
+                size["driver_ms_per_trial"],
+                size["driver_ms_per_result"],
+            ]
+            cells += [
+                size["results_per_s"],
+                size["capacity_results_per_s"],
+                long["mlflow_writes_per_trial_epoch"],
+            ]
+            cells.append(f"{short['wall_s']:.0f} / {long['wall_s']:.0f}")
+            rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 500, 2000])
@@ -239,7 +265,11 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--profile", help="write a cProfile of the driver's main thread to this file")
+    parser.add_argument("--table", nargs="+", metavar="JSON", help="print a Markdown table of result files")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
 
     import ray
 

@@ -80,6 +80,10 @@ class MlflowWriter:
             if record["op"] == "epoch":
                 epochs.setdefault(trial, []).append(record)
                 continue
+            if record["op"] == "end" and epochs.get(trial):  # its last epochs and its end: one write
+                self._epochs([*epochs.pop(trial), record])
+                self._terminate(record)
+                continue
             for waiting in [epochs.pop(trial, [])] if trial is not None else [*epochs.values()]:
                 self._epochs(waiting)
             if trial is None:
@@ -164,9 +168,12 @@ class MlflowWriter:
         self._batch(self.run_id(record["trial"]), record)
 
     def _end(self, record: dict) -> None:
-        run_id = self.run_id(record["trial"])
-        self._batch(run_id, record)
-        self.client.set_terminated(run_id, L.STATE_TO_STATUS[record["state"]], end_time=record.get("ts"))
+        self._batch(self.run_id(record["trial"]), record)
+        self._terminate(record)
+
+    def _terminate(self, record: dict) -> None:
+        status = L.STATE_TO_STATUS[record["state"]]
+        self.client.set_terminated(self.run_id(record["trial"]), status, end_time=record.get("ts"))
 
     def _batch(self, run_id: str | None, record: dict) -> None:
         if run_id is None:
