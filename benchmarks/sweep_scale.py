@@ -7,7 +7,8 @@ a one-file checkpoint. Everything else is the real platform path: the Optuna sea
 the pruning scheduler, the MLflow spool and sender (SQLite), the progress printer, Ray Tune's
 controller, experiment snapshots and checkpoint persistence.
 
-Each size is run twice, with 1 epoch per trial and with ``--epochs`` (default 5), so that the
+Each size is run twice, with 1 epoch per trial and with ``--epochs`` (default 5; the median pruner
+judges from epoch ``--warmup`` + 1 = 4 on, so every trial reports at least 3 results), so that the
 driver's cost splits into what each trial costs once and what each reported result adds:
 
 * ``driver_ms_per_result`` (marginal): the difference in driver CPU between the two sweeps divided
@@ -148,7 +149,7 @@ def pipeline(work: Path, trials: int, epochs: int, args) -> Path:
         "objectives": {"val_accuracy": "max", "storage_bytes": "min"},
         "mode": "search",
         "sampler": {"kind": "random"},
-        "pruner": {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": 1},
+        "pruner": {"kind": "median", "n_startup_trials": 5, "n_warmup_steps": args.warmup},
         "num_samples": trials,
         "max_concurrent": args.concurrency,
         "resources": {"cpus": 1},
@@ -261,6 +262,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the longer sweep of each size")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="epochs the median pruner never prunes: the longer sweep then reports at least this many "
+        "results per trial, so the per-result cost is measured over a difference of >= 2 results per trial",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
