@@ -199,6 +199,15 @@ def test_compare_ranks_search_variants_on_validation_never_on_test(script, tmp_p
         script.compare([tmp_path / "empty"])
 
 
+@pytest.mark.parametrize("study", ["fmnist-paper-cpu", "fmnist-paper-cpu-w05"])
+def test_committed_summary_is_what_its_committed_run_files_give(script, study):
+    # Rule: a committed number is regenerated from the committed run files, never edited by hand.
+    folder = ROOT / "reports" / study
+    committed = json.loads((folder / "summary.json").read_text())
+    again = json.loads(json.dumps(script.aggregate(folder, modes=list(committed["modes"]))))
+    assert again == committed
+
+
 def test_a_mode_asked_without_any_run_file_is_an_error(script, tmp_path, capsys):
     write_study(tmp_path)
     assert aggregate_cli(script, tmp_path, "--binarize", "adaptive", "all") == 2
