@@ -461,6 +461,29 @@ def aggregate(out: Path = OUT, seeds: tuple[int, ...] = (0, 1, 2), modes: list[s
         "recipe": chosen[modes[0]][0][1]["recipe"],
         "config": _recipe(chosen[modes[0]][0][1]),
         "modes": {m: summarize_mode(chosen[m]) for m in modes},
+        "paired": paired_difference(chosen),
+    }
+
+
+def paired_difference(chosen: dict) -> dict | None:
+    """Adaptive minus all-binary test accuracy, paired by seed: mean, 95 % CI and p (paired t)."""
+    if not {"adaptive", "all"} <= set(chosen):
+        return None
+    test = {m: {r["seed"]: best_epoch(r["epochs"])["test_accuracy"] for _, r in chosen[m]} for m in chosen}
+    seeds = sorted(set(test["adaptive"]) & set(test["all"]))
+    if len(seeds) < 2:
+        return None
+    from scipy import stats
+
+    a, b = [test["adaptive"][s] for s in seeds], [test["all"][s] for s in seeds]
+    result = stats.ttest_rel(a, b)
+    ci = result.confidence_interval(0.95)
+    return {
+        "seeds": seeds,
+        "differences": [x - y for x, y in zip(a, b, strict=True)],
+        "mean": statistics.fmean(a) - statistics.fmean(b),
+        "ci95": [float(ci.low), float(ci.high)],
+        "p": float(result.pvalue),
     }
 
 
@@ -481,6 +504,15 @@ def run_command(summary: dict, modes: list[str]) -> list[str]:
         f"PYTHONPATH=. .venv/bin/python benchmarks/paper_fmnist.py --aggregate --binarize {' '.join(modes)} "
         f"--seeds {seeds}",
     ]
+
+
+def _paired_line(d: dict) -> str:
+    low, high = d["ci95"]
+    verdict = "no evidence of a difference" if low <= 0 <= high else "a difference"
+    return (
+        f"adaptive - all, paired by seed {d['seeds']}: {100 * d['mean']:+.2f} pp, 95 % CI "
+        f"[{100 * low:+.2f}, {100 * high:+.2f}] pp (paired t, p = {d['p']:.3f}): {verdict}"
+    )
 
 
 def render(summary: dict, plot: str | None = None) -> str:
@@ -513,6 +545,8 @@ def render(summary: dict, plot: str | None = None) -> str:
             + (", stretch met" if s["stretch_met"] else "")
             + f". Commit `{s['commit']}`."
         )
+    if summary.get("paired"):
+        lines.append(f"* {_paired_line(summary['paired'])}.")
     split = summary["modes"][modes[0]]["split_sizes"]
     lines += [
         "",
@@ -769,6 +803,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"storage -{_pct(s['storage_reduction_mean'], 1)} %, "
                     f"target {'met' if s['target_met'] else 'NOT met'}"
                 )
+            if summary["paired"]:
+                print(_paired_line(summary["paired"]))
             print(f"wrote {args.out / 'summary.json'} and {args.out / 'README.md'}")
             return 0
         if args.threads:

@@ -126,6 +126,20 @@ def test_summary_is_the_mean_and_std_of_each_seeds_best_epoch_on_validation(scri
     assert "93.39" in readme and "| conv4 | 0/3 | 3/3 | 3/3 |" in readme and "--aggregate" in readme
 
 
+def test_adaptive_minus_all_is_paired_by_seed_with_a_confidence_interval(script, tmp_path):
+    # Rule: "better" needs a paired test on the same seeds (each at its best epoch on validation).
+    for seed, gain in [(0, 0.010), (1, 0.004), (2, 0.007)]:
+        write_run(tmp_path, "all", seed, [0.90], [0.90])
+        write_run(tmp_path, "adaptive", seed, [0.90], [0.90 + gain])
+    paired = script.aggregate(tmp_path)["paired"]
+    assert paired["seeds"] == [0, 1, 2]
+    assert math.isclose(paired["mean"], 0.007, abs_tol=1e-12)
+    low, high = paired["ci95"]
+    half = 4.302653 * statistics.stdev([0.010, 0.004, 0.007]) / math.sqrt(3)  # t(0.975, 2 df)
+    assert math.isclose(low, 0.007 - half, abs_tol=1e-6) and math.isclose(high, 0.007 + half, abs_tol=1e-6)
+    assert "a difference" in script._paired_line(paired)
+
+
 @pytest.mark.parametrize(
     "val, test, epoch",
     [
