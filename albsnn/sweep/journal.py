@@ -25,6 +25,7 @@ import atexit
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 
 from albsnn.sweep._imports import require
@@ -35,7 +36,9 @@ __all__ = ["SYNC_S", "GroupSyncBackend", "open_journal", "sync_journals"]
 
 SYNC_S = 1.0  # longest time an append waits for its fsync while the driver keeps appending
 _shared: dict[str, object] = {}  # resolved path -> JournalStorage (the driver's)
-_backends: list = []  # every GroupSyncBackend of this process, synced at exit
+# every live GroupSyncBackend of this process, synced at exit (one with unsynced appends is live:
+# its timer holds it)
+_backends: weakref.WeakSet = weakref.WeakSet()
 _lock = threading.RLock()  # open_journal holds it while a backend registers
 
 
@@ -61,6 +64,9 @@ def sync_journals() -> None:
         backend.sync()
 
 
+atexit.register(sync_journals)
+
+
 class GroupSyncBackend(JournalFileBackend):
     """Optuna's ``JournalFileBackend``; an append is fsynced by a timer thread within ``SYNC_S``
     seconds, with every other append of that interval (the driver never waits for the disk)."""
@@ -72,9 +78,7 @@ class GroupSyncBackend(JournalFileBackend):
     def _setup(self) -> None:
         self._state_lock, self._dirty, self._timer = threading.Lock(), False, None
         with _lock:
-            if not _backends:
-                atexit.register(sync_journals)
-            _backends.append(self)
+            _backends.add(self)
 
     # Ray pickles the searcher, and with it this storage, into the Tuner's state (--resume).
     def __getstate__(self) -> dict:

@@ -84,10 +84,12 @@ class MlflowWriter:
                 self._epochs([*epochs.pop(trial), record])
                 self._terminate(record)
                 continue
-            for waiting in [epochs.pop(trial, [])] if trial is not None else [*epochs.values()]:
-                self._epochs(waiting)
-            if trial is None:
+            if trial is None:  # a sweep-level record: every epoch before it first
+                for waiting in epochs.values():
+                    self._epochs(waiting)
                 epochs.clear()
+            elif trial in epochs:
+                self._epochs(epochs.pop(trial))
             self.apply(record, fresh=i in fresh)
         for waiting in epochs.values():
             self._epochs(waiting)
