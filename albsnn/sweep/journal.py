@@ -114,7 +114,10 @@ class GroupSyncBackend(JournalFileBackend):
             if not self._dirty:
                 return
             self._dirty = False
-        fd = os.open(self._file_path, os.O_RDONLY)
+        try:
+            fd = os.open(self._file_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # its folder was removed (a finished sweep, a test's temporary study): nothing to keep
         try:
             os.fsync(fd)  # the file's pages, whichever descriptor wrote them
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import time
 from types import SimpleNamespace
 
@@ -129,3 +130,14 @@ def test_the_drivers_journal_is_one_storage_fsynced_in_groups_and_readable_at_on
     assert len(fsyncs) == before and before >= 1
     copy = pickle.loads(pickle.dumps(storage))  # Ray pickles the searcher with its storage (--resume)
     assert len(optuna.load_study(study_name="s", storage=copy).trials) == 20
+
+
+def test_a_journal_whose_folder_was_removed_syncs_quietly(tmp_path):
+    # A sweep's temporary study (tests, `make demo`) is removed before its 1 s fsync timer fires: the timer
+    # thread must not raise (pytest and users saw a FileNotFoundError traceback from a thread).
+    folder = tmp_path / "study"
+    folder.mkdir()
+    storage = open_journal(folder / "optuna.journal", shared=True)
+    optuna.create_study(study_name="s", storage=storage)
+    shutil.rmtree(folder)  # well before the timer's 1 s
+    sync_journals()  # the timer's call, for every open journal

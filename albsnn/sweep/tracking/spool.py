@@ -39,7 +39,7 @@ OUTBOX_DIR = "mlflow-outbox"  # artifacts staged for upload (removed once upload
 _log = logging.getLogger(__name__)
 _MAX_PAUSE = 5.0
 _GROUP = 200  # records sent in one go when they wait (a trial's epochs in one write)
-LINGER_S = 2.0  # how long the sender lets records gather before it sends them (MLflow is that late)
+LINGER_S = 0.5  # how long the sender lets records gather before it sends them (MLflow is that late)
 
 
 def _now_ms() -> int:
