@@ -4,9 +4,12 @@ not written again, and the Optuna journal is fsynced in groups, not at every app
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
+import signal
+import subprocess
 import time
 from types import SimpleNamespace
 
@@ -14,7 +17,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from albsnn.sweep.journal import open_journal, sync_journals
+from albsnn.sweep.journal import GroupSyncBackend, open_journal, sync_journals
 from albsnn.sweep.tracking.callback import MlflowTrialCallback
 from albsnn.sweep.tracking.runs import ensure_experiment, start_parent_run
 from albsnn.sweep.tracking.spool import SweepLog
@@ -141,3 +144,47 @@ def test_a_journal_whose_folder_was_removed_syncs_quietly(tmp_path):
     optuna.create_study(study_name="s", storage=storage)
     shutil.rmtree(folder)  # well before the timer's 1 s
     sync_journals()  # the timer's call, for every open journal
+
+
+_APPENDER = """
+import sys
+from albsnn.sweep.journal import GroupSyncBackend
+backend = GroupSyncBackend(sys.argv[1])
+for i in range(300):
+    backend.append_logs([{"writer": sys.argv[2], "i": i, "pad": "x" * 3000}])  # lines of ~3 KB: no atomic append
+backend.sync()
+"""
+
+
+def test_journal_appends_from_two_processes_never_interleave_and_no_lock_file_churns(
+    tmp_path, python, subprocess_env, monkeypatch
+):
+    path = tmp_path / "optuna.journal"
+    procs = [
+        subprocess.Popen([python, "-c", _APPENDER, str(path), name], env=subprocess_env) for name in "ab"
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    logs = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole
+    assert sorted((log["writer"], log["i"]) for log in logs) == [(w, i) for w in "ab" for i in range(300)]
+    removed = []
+    monkeypatch.setattr(os, "unlink", lambda p, *a, **k: removed.append(p))
+    monkeypatch.setattr(os, "rename", lambda s, d, *a, **k: removed.append(s))
+    GroupSyncBackend(str(path)).append_logs([{"writer": "c"}])
+    assert removed == []  # Optuna's symlink lock creates, renames and removes a file per append
+
+
+def test_a_driver_killed_holding_the_journal_lock_does_not_block_the_resumed_one(
+    tmp_path, python, subprocess_env
+):
+    path = tmp_path / "optuna.journal"
+    holder = subprocess.Popen(
+        [python, "-c", "import sys, time\nfrom albsnn.sweep.journal import FlockLock\n"
+         "FlockLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)", str(path)],
+        env=subprocess_env, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    start = time.monotonic()
+    GroupSyncBackend(str(path)).append_logs([{"after": "kill"}])
+    assert time.monotonic() - start < 1.0  # Optuna's symlink lock: 30 s before it breaks a stale lock
