@@ -7,9 +7,12 @@ a one-file checkpoint. Everything else is the real platform path: the Optuna sea
 the pruning scheduler, the MLflow spool and sender (SQLite), the progress printer, Ray Tune's
 controller, experiment snapshots and checkpoint persistence.
 
-Each size is run twice, with 1 epoch per trial and with ``--epochs`` (default 5; the median pruner
-judges from epoch ``--warmup`` + 1 = 4 on, so every trial reports at least 3 results), so that the
-driver's cost splits into what each trial costs once and what each reported result adds:
+Each size is run twice, with 1 epoch per trial and with ``--epochs`` (default 10; the median pruner
+judges from epoch ``--warmup`` + 1 = 9 on, so every trial reports at least 8 results), so that the
+driver's cost splits into what each trial costs once and what each reported result adds. The split
+needs that lever: with 5 epochs and judging from epoch 4 (about 3 results per trial) two runs of one
+commit gave 0.6 and 8.5 ms per result at 500 trials; with the defaults, 6.73 and 6.71
+(reports/sweep-scale-cpu/README.md, "Repeats"):
 
 * ``driver_ms_per_result`` (marginal): the difference in driver CPU between the two sweeps divided
   by the difference in results (trial-epochs) they reported;
@@ -27,7 +30,8 @@ time, not wall time, so other load on the machine does not inflate it (it can st
 Per run also: ``mlflow_writes``, ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
 last and of all), ``wall_s`` and ``trial_epochs``.
 
-Run from the repository root (the three sizes take about half an hour on 2 cores)::
+Run from the repository root (500 trials take about 6 minutes on 2 cores beside two trainings; 2,000
+about four times that)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/sweep_scale.py --trials 100 500 2000 --json scale.json
 
@@ -263,13 +267,13 @@ def table(files: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 500, 2000])
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of the longer sweep of each size")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the longer sweep of each size")
     parser.add_argument(
         "--warmup",
         type=int,
-        default=3,
+        default=8,
         help="epochs the median pruner never prunes: the longer sweep then reports at least this many "
-        "results per trial, so the per-result cost is measured over a difference of >= 2 results per trial",
+        "results per trial, so the per-result cost is measured over a difference of >= 7 results per trial",
     )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=1)
