@@ -250,7 +250,8 @@ def table(files: list[str]) -> str:
             cells = [
                 Path(name).name,
                 size["trials"],
-                f"{long['epochs']}, {long['trial_epochs']}",  # the split's lever: results over the 1-epoch sweep
+                # the split's lever: how many more results than the 1-epoch sweep
+                f"{long['epochs']}, {long['trial_epochs']}",
                 size["driver_ms_per_trial"],
                 size["driver_ms_per_result"],
             ]

@@ -25,7 +25,8 @@ def _run(trials: int, epochs: int, results: int, cpu_s: float) -> dict:
 def test_split_recovers_a_known_fixed_and_marginal_cost(load_benchmark):
     scale = load_benchmark("sweep_scale")
     # 40 ms per trial + 6 ms per result: 500 trials x 1 result, and 500 trials x 8 results
-    short, long = _run(500, 1, 500, 500 * 0.040 + 500 * 0.006), _run(500, 10, 4000, 500 * 0.040 + 4000 * 0.006)
+    short = _run(500, 1, 500, 500 * 0.040 + 500 * 0.006)
+    long = _run(500, 10, 4000, 500 * 0.040 + 4000 * 0.006)
     out = scale.split(short, long)
     assert out["driver_ms_per_trial"] == pytest.approx(40.0)
     assert out["driver_ms_per_result"] == pytest.approx(6.0)

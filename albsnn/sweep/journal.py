@@ -7,7 +7,8 @@ project's VM, ~0.28 s of waiting per fsync, the sweep's largest cost in wall tim
 (docs/performance.md, "Sweep driver cost at scale"). Here:
 
 * the driver's backend writes each append as Optuna does (same lines, so the dashboard,
-  ``optuna.load_study`` and other processes read it unchanged) and leaves the fsync to a timer thread, which syncs all appends of the last ``SYNC_S`` seconds (1 s) at once; the end of a
+  ``optuna.load_study`` and other processes read it unchanged) and leaves the fsync to a timer
+  thread, which syncs all appends of the last ``SYNC_S`` seconds (1 s) at once; the end of a
   sweep (:func:`sync_journals`) and the driver's exit sync what is left. A killed driver loses
   nothing (its writes are in the page cache); a machine that loses power loses at most the last
   second of appends, as if the driver had died a second earlier, which ``--resume`` handles.

@@ -151,7 +151,8 @@ import sys
 from albsnn.sweep.journal import GroupSyncBackend
 backend = GroupSyncBackend(sys.argv[1])
 for i in range(300):
-    backend.append_logs([{"writer": sys.argv[2], "i": i, "pad": "x" * 3000}])  # lines of ~3 KB: no atomic append
+    # lines of ~3 KB: beyond what an append writes atomically
+    backend.append_logs([{"writer": sys.argv[2], "i": i, "pad": "x" * 3000}])
 backend.sync()
 """
 
@@ -178,9 +179,16 @@ def test_a_driver_killed_holding_the_journal_lock_does_not_block_the_resumed_one
 ):
     path = tmp_path / "optuna.journal"
     holder = subprocess.Popen(
-        [python, "-c", "import sys, time\nfrom albsnn.sweep.journal import FlockLock\n"
-         "FlockLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)", str(path)],
-        env=subprocess_env, stdout=subprocess.PIPE, text=True,
+        [
+            python,
+            "-c",
+            "import sys, time\nfrom albsnn.sweep.journal import FlockLock\n"
+            "FlockLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
+            str(path),
+        ],
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
