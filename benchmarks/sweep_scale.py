@@ -27,7 +27,10 @@ sender, Ray's client threads; ``time.process_time``) from the first trial's star
 ``run_sweep`` (so the records the MLflow sender still sends after Tune's experiment ended count);
 ``results_per_s`` uses the wall time from the first trial's start to the end of the experiment. CPU
 time, not wall time, so other load on the machine does not inflate it (it can still slow caches).
-Per run also: ``mlflow_writes``, ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
+Per run also: ``mlflow_writes`` (and ``mlflow_calls`` by client method), ``mlflow_cpu_s`` (the CPU
+those writes took on the thread that made them, ``time.thread_time``: the MLflow share of the driver's
+CPU), ``tune_loop_cpu_s`` (the main thread's CPU, where Tune's loop, its scheduler, searcher and
+callbacks run, over the same window), ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
 last and of all), ``wall_s`` and ``trial_epochs``.
 
 Run from the repository root (500 trials take about 6 minutes on 2 cores beside two trainings; 2,000
@@ -92,15 +95,16 @@ class CpuWindow(tune.Callback):
     """Ray Tune callback (``RAY_TUNE_CALLBACKS=__main__.CpuWindow``): the driver's CPU time from the
     first trial start to the end of the experiment."""
 
-    first_start: float | None = None
-    end: float | None = None
+    first_start: tuple | None = None
+    end: tuple | None = None
 
+    # Tune's loop runs these on the main thread: thread_time is then the loop's own CPU
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if CpuWindow.first_start is None:
-            CpuWindow.first_start = (time.process_time(), time.perf_counter())
+            CpuWindow.first_start = (time.process_time(), time.perf_counter(), time.thread_time())
 
     def on_experiment_end(self, trials, **info) -> None:
-        CpuWindow.end = (time.process_time(), time.perf_counter())
+        CpuWindow.end = (time.process_time(), time.perf_counter(), time.thread_time())
 
 
 class Counters:
@@ -108,6 +112,8 @@ class Counters:
 
     def __init__(self):
         self.mlflow_writes = 0
+        self.mlflow_calls: dict[str, int] = {}
+        self.mlflow_cpu_s = 0.0
         self.snapshots = 0
         self.snapshot_bytes_last = 0
         self.snapshot_bytes_total = 0
@@ -118,7 +124,7 @@ class Counters:
 
         for name in MLFLOW_WRITES:
             real = getattr(MlflowClient, name)
-            setattr(MlflowClient, name, self._counted(real))
+            setattr(MlflowClient, name, self._counted(name, real))
         real_save = TuneController.save_to_dir
         counters = self
 
@@ -132,10 +138,15 @@ class Counters:
 
         TuneController.save_to_dir = save_to_dir
 
-    def _counted(self, real):
+    def _counted(self, name, real):
         def counted(*args, **kwargs):
             self.mlflow_writes += 1
-            return real(*args, **kwargs)
+            self.mlflow_calls[name] = self.mlflow_calls.get(name, 0) + 1
+            start = time.thread_time()  # the calling thread's CPU: the write's own, not its disk waits
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.mlflow_cpu_s += time.thread_time() - start
 
         return counted
 
@@ -174,6 +185,7 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
 
     from albsnn.metrics import VAL_ACCURACY
     from albsnn.sweep import runner
+    from albsnn.sweep.tracking import layout
 
     def trivial_trainable(pipe, fail_once_at_epoch):
         fn = tune.with_parameters(trivial_trial, epochs=pipe.epochs, checkpoint_every=pipe.checkpoint_every)
@@ -183,7 +195,7 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
     with tempfile.TemporaryDirectory(prefix="albsnn-scale-") as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"
-        MlflowClient(uri).search_experiments()  # the schema migration is not the sweep's cost
+        layout.client(uri).search_experiments()  # the schema migration is not the sweep's cost
         path = pipeline(work, trials, epochs, args)
         counters.reset()
         CpuWindow.first_start = CpuWindow.end = None
@@ -210,6 +222,9 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
         "driver_cpu_ms_per_trial_epoch": round(1000 * window_cpu / results, 2),
         "mlflow_writes": counters.mlflow_writes,
         "mlflow_writes_per_trial_epoch": round(counters.mlflow_writes / results, 2),
+        "mlflow_calls": counters.mlflow_calls,
+        "mlflow_cpu_s": round(counters.mlflow_cpu_s, 2),
+        "tune_loop_cpu_s": round(CpuWindow.end[2] - CpuWindow.first_start[2], 2),
         "snapshots": counters.snapshots,
         "snapshot_bytes_last": counters.snapshot_bytes_last,
         "snapshot_bytes_total": counters.snapshot_bytes_total,
@@ -279,7 +294,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--profile", help="write a cProfile of the driver's main thread to this file")
+    parser.add_argument(
+        "--profile", help="write a cProfile of the driver's main thread per sweep to FILE.<trials>x<epochs>"
+    )
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print a Markdown table of result files")
     args = parser.parse_args()
     if args.table:
@@ -293,17 +310,18 @@ def main() -> None:
     os.environ["RAY_TUNE_CALLBACKS"] = "__main__.CpuWindow"
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
     results = []
-    profile = cProfile.Profile() if args.profile else None
     try:
         for trials in args.trials:
             runs = []
             for epochs in (1, args.epochs):
+                profile = cProfile.Profile() if args.profile else None
                 if profile:
                     profile.enable()
                 runs.append(measure(trials, epochs, args, counters))
                 if profile:
                     profile.disable()
-                    profile.dump_stats(args.profile)
+                    # one file per sweep: the two sweeps' difference is where each result's cost goes
+                    profile.dump_stats(f"{args.profile}.{trials}x{epochs}")
                 print(json.dumps(runs[-1]), flush=True)
             results.append(split(*runs))
             print(json.dumps({k: v for k, v in results[-1].items() if k != "runs"}), flush=True)

@@ -30,6 +30,7 @@ from albsnn.metrics import (
     VAL_ACCURACY,
     VAL_LOSS,
 )
+from albsnn.sweep.tracking.sqlite_store import use_wal
 
 # ---------------------------------------------------------------- tags
 ROLE = "albsnn.role"  # SWEEP on the parent run, TRIAL on a search child run, CONFIRM on a re-run
@@ -295,6 +296,7 @@ def client(uri: str):
     # demo sweep, from the sender thread, and a get_run each); the summary prints the UI's address
     # once. A user's own MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT wins.
     os.environ.setdefault(SUPPRESS_RUN_URLS, "true")
+    use_wal(uri)  # before the store's engine opens its connections
     return MlflowClient(tracking_uri=uri)
 
 
