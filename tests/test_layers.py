@@ -103,3 +103,18 @@ def test_no_two_modules_import_each_other():
     # the dataset modules take the registry's types from albsnn.data.registry, not from the package
     # that imports them to register them
     assert _mutual_pairs() == set()
+
+
+def _length(node: ast.AST) -> int:
+    return node.end_lineno - node.lineno + 1
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    # short functions are the house rule (issue 19); the docstring counts: it is read with the code
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({_length(node)} lines)"
+        for path in MODULES.values()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _length(node) > 60
+    ]
+    assert long == []

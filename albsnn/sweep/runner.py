@@ -108,17 +108,35 @@ def run_sweep(
         with ray_session(pipe, address, num_cpus):
             preflight(pipe)
             if record is not None:
-                if num_samples is not None:
-                    pipe = _extend(record, pipe, num_samples, uri, mlflow_wait)
-                result = _resume(pipe, record, uri, progress, fail_once_at_epoch)
+                result = _continue(pipe, record, uri, num_samples, progress, fail_once_at_epoch, mlflow_wait)
             else:
-                command = command or " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+                command = command or _command_line()
                 sweep_dir = new_sweep_dir(pipe)
                 held.enter_context(sweep_lock(sweep_dir))
                 parent = start_parent_run(pipe, sweep_dir, uri, command, mlflow_wait)
                 result = _new(pipe, sweep_dir, uri, parent, command, progress, fail_once_at_epoch)
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _continue(
+    pipe: Pipeline,
+    record: SweepRecord,
+    uri: str,
+    num_samples: int | None,
+    progress: bool,
+    fail_once_at_epoch: int | None,
+    mlflow_wait: float,
+) -> SweepResult:
+    """``--resume``: raise the budget first when ``num_samples`` asks, then restore and run to the end."""
+    if num_samples is not None:
+        pipe = _extend(record, pipe, num_samples, uri, mlflow_wait)
+    return _resume(pipe, record, uri, progress, fail_once_at_epoch)
+
+
+def _command_line() -> str:
+    """This process's command line, as recorded in ``albsnn.command`` when the caller gave none."""
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def _what_to_run(
