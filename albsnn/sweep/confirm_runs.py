@@ -26,6 +26,7 @@ from albsnn.sweep.record import ConfirmPlan, ConfirmRun, SweepRecord
 from albsnn.sweep.result import SweepResult
 from albsnn.sweep.run import lost_configs
 from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.trainable_cache import cached_trainables
 
 __all__ = ["confirm_front"]
 
@@ -58,7 +59,8 @@ def confirm_front(
             tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False)
         else:
             tuner = _confirm_tuner(pipe, record.folder.name, plan, trainable, log, progress)
-        tuner.fit()
+        with cached_trainables():
+            tuner.fit()
     trials = ray_trial_configs(path)
     result.interrupted = len(trials) < len(plan.runs) or any(
         status not in ("TERMINATED", "ERROR") for status, _ in trials.values()

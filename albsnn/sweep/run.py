@@ -17,13 +17,15 @@ from albsnn.sweep.pipeline import Pipeline
 from albsnn.sweep.record import SweepRecord
 from albsnn.sweep.result import SweepResult
 from albsnn.sweep.tracking import layout as L
+from albsnn.sweep.trainable_cache import cached_trainables
 
 __all__ = ["fit_search", "close_orphans", "lost_trials", "lost_configs"]
 
 
 def fit_search(tuner, pipe: Pipeline, record: SweepRecord, uri: str, log) -> tuple[SweepResult, set[str]]:
     """Fit ``tuner`` (the search) and settle its trials; returns the result and the search's trial ids."""
-    grid = tuner.fit()
+    with cached_trainables():
+        grid = tuner.fit()
     trials = ray_trials(pipe.experiment_path(record.folder.name))
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
     lost = lost_trials(record, set(trials)) if trials else {}

@@ -37,7 +37,7 @@ from albsnn.sweep.dashboard import RAY_TRIAL_ID
 from albsnn.sweep.journal import open_journal
 from albsnn.sweep.pareto_pruner import report_objectives
 
-__all__ = ["OptunaPrunerScheduler", "open_journal"]
+__all__ = ["FifoQueue", "OptunaPrunerScheduler", "open_journal"]
 
 _tune_schedulers = require("ray.tune.schedulers")
 _log = logging.getLogger(__name__)
@@ -54,7 +54,47 @@ def _is_retry(trial) -> bool:
     return trial.status == trial.ERROR and trial.should_recover()
 
 
-class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
+class FifoQueue(_tune_schedulers.FIFOScheduler):
+    """Ray's FIFO scheduler, choosing from the trials still in play instead of every trial.
+
+    ``FIFOScheduler.choose_trial_to_run`` walks every trial of the experiment, finished ones
+    included, at every step of Tune's loop: its cost grows with the sweep (about 2.5 ms of driver
+    CPU per trial at 1,500 trials). This one keeps Ray's order (a requeued trial is added again, at
+    the end, as Ray moves it) and forgets a trial once it is finished: the first PENDING trial,
+    else the first PAUSED one, as Ray's.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._queue: dict = {}  # trial -> None, in the order Ray added (or re-added) them
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_queue": {}}  # Ray adds the trials again after a restore
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_queue", {})  # pickled by a sweep started before the queue
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._queue.pop(trial, None)
+        self._queue[trial] = None
+
+    def choose_trial_to_run(self, tune_controller):
+        done, paused, chosen = [], None, None
+        for trial in self._queue:
+            if trial.status in (trial.TERMINATED, trial.ERROR):
+                done.append(trial)  # a retried trial comes back through on_trial_add
+            elif trial.status == trial.PENDING:
+                chosen = trial
+                break
+            elif paused is None and trial.status == trial.PAUSED:
+                paused = trial
+        for trial in done:
+            del self._queue[trial]
+        return chosen or paused
+
+
+class OptunaPrunerScheduler(FifoQueue):
     """Ask an Optuna pruner after every reported epoch; stop the trials it prunes.
 
     Args:
@@ -101,13 +141,13 @@ class OptunaPrunerScheduler(_tune_schedulers.FIFOScheduler):
 
     # Ray pickles schedulers into tuner.pkl; the study is reopened from the journal when needed.
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_study"], state["_trials"], state["pruned"], state["_known"] = None, {}, {}, None
         return state
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("extra_metrics", [])  # a sweep started before extra metrics existed
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # the pruning metric is ours, whatever the searcher optimises

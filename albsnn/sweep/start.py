@@ -132,6 +132,8 @@ def new_record(pipe: Pipeline, sweep_dir: Path, uri: str, experiment_id: str, pa
 def search_tuner(pipe: Pipeline, record: SweepRecord, log, trainable, command: str, progress: bool):
     """The Ray Tune Tuner of the sweep's search (or ablation grid), recording into ``log``."""
     tune = require("ray.tune")
+    from albsnn.sweep.scheduler import FifoQueue
+
     scheduler, searcher = _scheduler_and_searcher(pipe, record)
     trial_state = scheduler.trial_state if scheduler is not None else None
     trial_number = searcher.trial_number if searcher is not None else None
@@ -141,7 +143,7 @@ def search_tuner(pipe: Pipeline, record: SweepRecord, log, trainable, command: s
         param_space=pipe.param_space(),
         tune_config=tune.TuneConfig(
             search_alg=_budgeted(searcher, pipe, record.folder),
-            scheduler=scheduler,
+            scheduler=scheduler or FifoQueue(),
             num_samples=pipe.num_samples,
             max_concurrent_trials=pipe.max_concurrent if searcher is None else None,
             # One worker process runs trial after trial: torch/sklearn imports and data loading

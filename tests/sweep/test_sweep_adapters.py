@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
+import random
 import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -12,18 +14,20 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from ray.tune.schedulers import FIFOScheduler
 
 from albsnn.cli import main
 from albsnn.errors import ConfigError
 from albsnn.sweep.progress import _detail
 from albsnn.sweep.pruners import PRUNERS, make_pruner
-from albsnn.sweep.scheduler import OptunaPrunerScheduler, open_journal
+from albsnn.sweep.scheduler import FifoQueue, OptunaPrunerScheduler, open_journal
 from albsnn.sweep.search import StudySearch
 from albsnn.sweep.testing import DeterministicPruner
+from albsnn.sweep.tracking import layout as L
 from albsnn.sweep.tracking.callback import MlflowTrialCallback, trial_params
 from albsnn.sweep.tracking.layout import check_tracking_uri
 from albsnn.sweep.tracking.runs import ensure_experiment, start_parent_run
-from albsnn.sweep.tracking.spool import SENT_FILE, SweepLog
+from albsnn.sweep.tracking.spool import OUTBOX_DIR, SENT_FILE, SweepLog
 from albsnn.sweep.trainable import ROTATED_FILE, TrialOptions, _pick_checkpoint, _Reporter, flat_metrics
 
 STOP, CONTINUE = OptunaPrunerScheduler.STOP, OptunaPrunerScheduler.CONTINUE
@@ -114,6 +118,56 @@ def test_deterministic_pruner_prunes_listed_trials_from_at_step(number, step, pr
 
 
 # ---------------------------------------------------------------- study search
+
+
+class _StatusTrial:
+    """What a scheduler's choice reads from a Ray ``Trial``: its status."""
+
+    PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
+
+    def __init__(self):
+        self.status = self.PENDING
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fifo_queue_chooses_what_rays_fifo_scheduler_chooses(seed):
+    # Rule: the same trial as Ray's FIFOScheduler at every step, through starts, pauses, ends and
+    # requeues (Ray moves a requeued trial to the end of its list and adds it again), without
+    # walking the finished trials.
+    rng = random.Random(seed)
+    controller = SimpleNamespace(trials=[])
+    controller.get_trials = lambda: controller.trials
+    ours, rays = FifoQueue(), FIFOScheduler()
+    for _ in range(400):
+        # a finished trial (TERMINATED, ERROR) changes only through a requeue, as in Ray
+        live = [t for t in controller.trials if t.status not in (t.TERMINATED, t.ERROR)]
+        move = rng.random()
+        if move < 0.25 or not live:
+            trial = _StatusTrial()
+            controller.trials.append(trial)
+            ours.on_trial_add(controller, trial)
+        elif move < 0.35 and (failed := [t for t in controller.trials if t.status == t.ERROR]):
+            trial = rng.choice(failed)
+            trial.status = trial.PENDING
+            controller.trials.remove(trial)
+            controller.trials.append(trial)
+            ours.on_trial_add(controller, trial)
+        else:
+            rng.choice(live).status = rng.choice(["RUNNING", "PAUSED", "TERMINATED", "ERROR"])
+        assert ours.choose_trial_to_run(controller) is rays.choose_trial_to_run(controller)
+    assert len(ours._queue) < len(controller.trials)  # finished trials were let go
+
+
+def test_a_pickled_scheduler_holds_no_trials_and_an_older_pickle_still_chooses():
+    scheduler = FifoQueue()
+    scheduler.on_trial_add(None, _StatusTrial())
+    again = pickle.loads(pickle.dumps(scheduler))
+    assert again._queue == {}
+    older = FifoQueue.__new__(FifoQueue)
+    older.__setstate__({})  # the state of a sweep started before the queue
+    trial = _StatusTrial()
+    older.on_trial_add(None, trial)
+    assert older.choose_trial_to_run(None) is trial
 
 
 def _search(tmp_path, is_pruned=None):
@@ -252,6 +306,48 @@ def test_callback_logs_the_estimator_check_at_the_final_step(tracking_uri, paren
     assert _history(client, run_id, "test_accuracy") == [1, 2]
 
 
+def test_a_trials_artifacts_do_not_split_its_last_epoch_from_its_end(
+    tracking_uri, parent, sweep_log, tmp_path
+):
+    # Rule: what gathers during the sender's linger goes as one group, and a trial's artifacts (files,
+    # sent beside its metrics) do not cut it: a one-epoch trial costs create_run, one log_batch for
+    # its params, one for its epoch and end, set_terminated, and one log_artifact per file.
+    log = sweep_log()
+    log.linger_s = 60  # the records below are one group; close() ends the linger
+    calls = []
+    client = log.writer.client
+    for name in ("create_run", "log_batch", "set_terminated", "log_artifact"):
+        real = getattr(client, name)
+        setattr(
+            client, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name), _real(*a, **k))[1]
+        )
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / L.TRIAL_ARTIFACTS[0]).write_text("{}")
+    checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(folder)))
+    trial = FakeTrial(
+        "a", config={"lr": 0.1}, last_result={"epoch": 1, "val_accuracy": 0.5}, checkpoint=checkpoint
+    )
+    callback = MlflowTrialCallback(log, param_names=["lr"])
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"epoch": 1, "val_accuracy": 0.5})
+    callback.on_trial_complete(0, [], trial)
+    assert log.close(timeout=60) == 0 and not log.problems
+    assert sorted(calls) == ["create_run", "log_artifact", "log_batch", "log_batch", "set_terminated"]
+    run = MlflowClient(tracking_uri).get_run(log.run_id("a"))
+    assert run.info.status == "FINISHED" and run.data.metrics["val_accuracy"] == 0.5
+    assert run.data.params["lr"] == "0.1"
+    names = [f.path for f in MlflowClient(tracking_uri).list_artifacts(run.info.run_id)]
+    assert names == [L.TRIAL_ARTIFACTS[0]]
+
+
+def test_a_checkpoint_without_artifact_files_records_nothing(parent, sweep_log, tmp_path):
+    log = sweep_log()
+    log.artifacts("t", [])
+    assert log.close(timeout=60) == 0
+    assert not (log.folder / OUTBOX_DIR).exists()
+
+
 @pytest.mark.parametrize("state, status", [("PRUNED", "KILLED"), (None, "FINISHED")])
 def test_callback_ends_pruned_trials_killed(tracking_uri, parent, sweep_log, state, status):
     log = sweep_log()
@@ -265,17 +361,34 @@ def test_callback_ends_pruned_trials_killed(tracking_uri, parent, sweep_log, sta
 
 
 def test_sweep_log_deletes_runs_of_trials_nobody_knows(tracking_uri, parent, sweep_log):
-    # A run whose Ray trial was lost with a killed driver, and which never ended, is not a result.
+    # A run whose Ray trial was lost with a killed driver, and which never ended, is not a result:
+    # the resumed driver (a new log on the same folder) deletes it.
     experiment_id, parent_id = parent
-    log = sweep_log()
-    callback = MlflowTrialCallback(log, param_names=[])
+    killed = sweep_log()
+    callback = MlflowTrialCallback(killed, param_names=[])
     kept, lost = FakeTrial("kept"), FakeTrial("lost")
     callback.on_trial_start(0, [], kept)
     callback.on_trial_start(0, [], lost)
-    log.forget_orphans(["kept"])
-    log.flush(60)
+    killed.close(timeout=60)
+    resumed = sweep_log()
+    assert resumed.inherited
+    resumed.forget_orphans(["kept"])
+    resumed.flush(60)
     runs = MlflowClient(tracking_uri).search_runs([experiment_id], "tags.`albsnn.role` = 'trial'")
     assert [r.data.tags["albsnn.trial_id"] for r in runs] == ["kept"]
+
+
+def test_a_driver_that_made_every_run_itself_does_not_scan_for_orphans(tracking_uri, parent, sweep_log):
+    # A new sweep's log inherited no records: its runs are all of trials its Tune started, so the
+    # scan of every child run (seconds at thousands of trials) is skipped and nothing is recorded.
+    log = sweep_log()
+    assert not log.inherited
+    MlflowTrialCallback(log, param_names=[]).on_trial_start(0, [], FakeTrial("t"))
+    log.forget_orphans([])
+    log.flush(60)
+    assert [r["op"] for r in log._records] == ["start"]
+    runs = MlflowClient(tracking_uri).search_runs([parent[0]], "tags.`albsnn.role` = 'trial'")
+    assert [r.data.tags["albsnn.trial_id"] for r in runs] == ["t"]
 
 
 def test_callback_never_raises_into_tune_and_reports_a_failure_once(parent, sweep_log, capsys):

@@ -94,6 +94,8 @@ class SweepLog:
         for record in self._read_spool():
             self._note(record)
             self._records.append(record)
+        # an earlier driver's records: a run it made may belong to a trial the restored Tune lost
+        self.inherited = bool(self._records)
         self._file = open(self.folder / SPOOL_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open for the sweep
         self._thread = threading.Thread(target=self._send_loop, name="albsnn-mlflow-sender", daemon=True)
         self._thread.start()
@@ -145,6 +147,9 @@ class SweepLog:
 
     def artifacts(self, trial: str, files: Iterable[Path]) -> None:
         """Copy ``files`` to the outbox now (checkpoints rotate away) and upload them in the background."""
+        files = list(files)
+        if not files:  # no record: it would only split the trial's last epochs from its end
+            return
         outbox = self.folder / OUTBOX_DIR / trial
         shutil.rmtree(outbox, ignore_errors=True)
         outbox.mkdir(parents=True)
@@ -153,6 +158,11 @@ class SweepLog:
         self._add({"op": "artifacts", "trial": trial, "folder": str(outbox)})
 
     def forget_orphans(self, known: Iterable[str], role: str = L.TRIAL) -> None:
+        """Delete the runs of ``role`` whose trial is not in ``known``. A log that inherited no records
+        skips it (and the scan of every run it costs): each run was then made by this process, for a
+        trial its own Tune experiment started and still lists."""
+        if not self.inherited:
+            return
         self._add({"op": "orphans", "known": sorted(known), "role": role})
 
     def kill_unfinished(self, reason: str) -> None:

@@ -80,6 +80,9 @@ class MlflowWriter:
             if record["op"] == "epoch":
                 epochs.setdefault(trial, []).append(record)
                 continue
+            if record["op"] == "artifacts":  # files, not metrics: no order to keep with the epochs
+                self.apply(record)
+                continue
             if record["op"] == "end" and epochs.get(trial):  # its last epochs and its end: one write
                 self._epochs([*epochs.pop(trial), record])
                 self._terminate(record)
