@@ -714,6 +714,9 @@ def compare(folders: list[Path]) -> str:
             s = summarize_mode(chosen)
             config = chosen[0][1]["config"]
             differ = {k: config.get(k) for k in RECIPE if k != "binarize" and config.get(k) != RECIPE[k]}
+            # a --set of a field RECIPE leaves at its TrainConfig default (threshold, ...) differs too
+            overrides = chosen[0][1].get("overrides") or {}
+            differ.update({k: v for k, v in overrides.items() if k not in RECIPE and k not in _PER_RUN})
             rows.append((folder.name, mode, s, differ))
     rows.sort(key=lambda row: -row[2]["val_accuracy_mean"])
     lines = [

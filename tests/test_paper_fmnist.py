@@ -48,6 +48,7 @@ def write_run(
     complete: bool = True,
     full: bool = True,
     commit: str = "abc123",
+    overrides: dict | None = None,
     **config,
 ) -> Path:
     """A fake but well-formed run file, as benchmarks/paper_fmnist.py writes them."""
@@ -79,7 +80,7 @@ def write_run(
             "seed": seed,
             "binarize": binarize,
         },
-        "overrides": {},
+        "overrides": overrides or {},
         "split_sizes": {"train": 54_000, "val": 6_000, "test": 10_000}
         if full
         else {"train": 600, "val": 6_000, "test": 200},
@@ -209,6 +210,17 @@ def test_compare_ranks_search_variants_on_validation_never_on_test(script, tmp_p
     a, b = table[2].split(" | "), table[3].split(" | ")
     assert a[5] == "93.00" and a[7] == "91.00" and b[5] == "92.00"  # val and test at the best val epoch
     assert "`lr=0.01`" in b[3] and "`lr=" not in a[3]  # what differs from today's RECIPE
+    # a --set of a TrainConfig default that RECIPE does not name is a difference too
+    write_run(
+        tmp_path / "c",
+        "adaptive",
+        0,
+        [0.90, 0.91],
+        [0.90, 0.91],
+        threshold=0.25,
+        overrides={"threshold": 0.25},
+    )
+    assert "`threshold=0.25`" in script.compare([tmp_path / "c"]).splitlines()[2].split(" | ")[3]
     with pytest.raises(script.StudyError, match="no run files"):
         script.compare([tmp_path / "empty"])
 
