@@ -31,7 +31,11 @@ Per run also: ``mlflow_writes`` (and ``mlflow_calls`` by client method), ``mlflo
 those writes took on the thread that made them, ``time.thread_time``: the MLflow share of the driver's
 CPU), ``tune_loop_cpu_s`` (the main thread's CPU, where Tune's loop, its scheduler, searcher and
 callbacks run, over the same window), ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
-last and of all), ``wall_s`` and ``trial_epochs``.
+last and of all), ``actors`` (trial actor requests Tune made, actors it started
+(each a new worker process) and reused from a finished trial, started actors removed and requests
+withdrawn before they started), ``box_cpu_s`` (the machine's CPU seconds by kind over the whole
+``run_sweep``, from ``/proc/stat``: ``nice`` is Ray's trial workers, ``steal`` what the hypervisor
+took; and Ray's ``gcs_server`` and ``raylet``), ``wall_s`` and ``trial_epochs``.
 
 Run from the repository root (500 trials take about 6 minutes on 2 cores beside two trainings; 2,000
 about four times that)::
@@ -117,6 +121,9 @@ class Counters:
         self.snapshots = 0
         self.snapshot_bytes_last = 0
         self.snapshot_bytes_total = 0
+        # Tune's actor handling: a trial either gets a new actor (a worker process started, its
+        # imports paid) or reuses a stopped trial's cached one; removed actors end their process.
+        self.actors = {"requested": 0, "started": 0, "reused": 0, "removed": 0, "withdrawn": 0}
 
     def install(self) -> None:
         from mlflow import MlflowClient
@@ -137,6 +144,27 @@ class Counters:
             counters.snapshot_bytes_total += size
 
         TuneController.save_to_dir = save_to_dir
+        real_started = TuneController._actor_started
+        real_schedule = TuneController._schedule_trial_actor
+        real_remove = TuneController._remove_actor
+
+        def actor_started(controller, tracked_actor, log="STARTED"):
+            counters.actors["reused" if log == "REUSED" else "started"] += 1
+            return real_started(controller, tracked_actor, log=log)
+
+        def schedule_trial_actor(controller, trial):
+            before = len(controller._actor_manager._pending_actors_to_attrs)
+            real_schedule(controller, trial)
+            counters.actors["requested"] += len(controller._actor_manager._pending_actors_to_attrs) > before
+
+        def remove_actor(controller, tracked_actor):
+            started = controller._actor_manager.is_actor_started(tracked_actor)
+            counters.actors["removed" if started else "withdrawn"] += 1
+            return real_remove(controller, tracked_actor=tracked_actor)
+
+        TuneController._actor_started = actor_started
+        TuneController._schedule_trial_actor = schedule_trial_actor
+        TuneController._remove_actor = remove_actor
 
     def _counted(self, name, real):
         def counted(*args, **kwargs):
@@ -152,6 +180,26 @@ class Counters:
 
     def reset(self) -> None:
         self.__init__()
+
+
+def box_cpu() -> dict:
+    """Seconds of CPU the whole machine spent since boot, by kind (Linux ``/proc/stat``; empty
+    elsewhere), and Ray's own servers' CPU: what else the sweep's wall time went to."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    except OSError:
+        return {}
+    # Ray's trial workers run at nice 15: their CPU is the "nice" share
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    cpu = {name: int(value) / tick for name, value in zip(names, fields, strict=True)}
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            comm = (proc / "comm").read_text().strip()
+            if comm in ("gcs_server", "raylet"):
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                cpu[comm] = cpu.get(comm, 0) + (int(stat[11]) + int(stat[12])) / tick
+    return cpu
 
 
 def pipeline(work: Path, trials: int, epochs: int, args) -> Path:
@@ -199,10 +247,12 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
         path = pipeline(work, trials, epochs, args)
         counters.reset()
         CpuWindow.first_start = CpuWindow.end = None
+        box0 = box_cpu()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             result = runner.run_sweep(path, tracking_uri=uri, progress=True)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        box = {k: round(v - box0.get(k, 0), 1) for k, v in box_cpu().items()}
         client = MlflowClient(uri)
         runs = client.search_runs([result.experiment_id], "tags.`albsnn.role` = 'trial'", max_results=5000)
         results = sum(_steps(client, r, VAL_ACCURACY) for r in runs)
@@ -228,6 +278,8 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
         "snapshots": counters.snapshots,
         "snapshot_bytes_last": counters.snapshot_bytes_last,
         "snapshot_bytes_total": counters.snapshot_bytes_total,
+        "actors": dict(counters.actors),
+        "box_cpu_s": box,
     }
 
 

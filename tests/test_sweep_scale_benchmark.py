@@ -49,3 +49,16 @@ def test_table_has_a_row_per_file_naming_the_longer_sweep(load_benchmark):
     lines = scale.table(files).splitlines()
     assert len(lines) == 2 + sum(len(json.loads(Path(f).read_text())) for f in files)
     assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_box_cpu_reads_the_machines_cpu_by_kind_and_only_grows(load_benchmark):
+    scale = load_benchmark("sweep_scale")
+    if not Path("/proc/stat").exists():
+        pytest.skip("no /proc/stat (not Linux): box_cpu is empty there")
+    before = scale.box_cpu()
+    sum(i * i for i in range(2_000_000))  # about 0.1 s of CPU: several clock ticks
+    after = scale.box_cpu()
+    kinds = {"user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"}
+    assert kinds <= set(before)
+    assert all(after[k] >= before[k] >= 0 for k in kinds)
+    assert after["user"] + after["system"] > before["user"] + before["system"]
