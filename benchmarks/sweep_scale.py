@@ -28,14 +28,16 @@ sender, Ray's client threads; ``time.process_time``) from the first trial's star
 ``results_per_s`` uses the wall time from the first trial's start to the end of the experiment. CPU
 time, not wall time, so other load on the machine does not inflate it (it can still slow caches).
 Per run also: ``mlflow_writes`` (and ``mlflow_calls`` by client method), ``mlflow_cpu_s`` (the CPU
-those writes took on the thread that made them, ``time.thread_time``: the MLflow share of the driver's
-CPU), ``tune_loop_cpu_s`` (the main thread's CPU, where Tune's loop, its scheduler, searcher and
-callbacks run, over the same window), ``snapshots`` (Ray Tune experiment snapshots and the bytes of the
-last and of all), ``actors`` (trial actor requests Tune made, actors it started
-(each a new worker process) and reused from a finished trial, started actors removed and requests
-withdrawn before they started), ``box_cpu_s`` (the machine's CPU seconds by kind over the whole
-``run_sweep``, from ``/proc/stat``: ``nice`` is Ray's trial workers, ``steal`` what the hypervisor
-took; and Ray's ``gcs_server`` and ``raylet``), ``wall_s`` and ``trial_epochs``.
+those writes took on the thread that made them, ``time.thread_time``: the MLflow share of the
+driver's CPU), ``tune_loop_cpu_s`` (the main thread's CPU, where Tune's loop, its scheduler,
+searcher and callbacks run, over the same window), ``snapshots`` (Ray Tune experiment snapshots and
+the bytes of the last and of all), ``actors`` (Tune's trial actors: ``requested`` new ones,
+``withdrawn`` before their process started, ``started`` fresh for a trial, ``reused`` from a
+finished trial, and ``removed`` after their process started: every worker process the sweep started
+ends removed, so ``removed`` counts them), ``box_cpu_s`` (the machine's CPU seconds by kind over the
+whole ``run_sweep``, from ``/proc/stat``: ``nice`` is Ray's trial workers, ``steal`` what the
+hypervisor took; and Ray's ``gcs_server`` and ``raylet``), ``gc`` (the driver's garbage collections
+per generation and the CPU they took), ``wall_s`` and ``trial_epochs``.
 
 Run from the repository root (500 trials take about 6 minutes on 2 cores beside two trainings; 2,000
 about four times that)::
@@ -50,6 +52,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import random
@@ -124,6 +127,10 @@ class Counters:
         # Tune's actor handling: a trial either gets a new actor (a worker process started, its
         # imports paid) or reuses a stopped trial's cached one; removed actors end their process.
         self.actors = {"requested": 0, "started": 0, "reused": 0, "removed": 0, "withdrawn": 0}
+        # Python's cyclic garbage collector in the driver: a full collection walks every object
+        # the driver holds, and the driver holds every trial
+        self.gc = {"collections": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]}
+        self._gc_start = 0.0
 
     def install(self) -> None:
         from mlflow import MlflowClient
@@ -165,6 +172,15 @@ class Counters:
         TuneController._actor_started = actor_started
         TuneController._schedule_trial_actor = schedule_trial_actor
         TuneController._remove_actor = remove_actor
+        gc.callbacks.append(self._collected)
+
+    def _collected(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.thread_time()
+            return
+        generation = info["generation"]
+        self.gc["collections"][generation] += 1
+        self.gc["seconds"][generation] += time.thread_time() - self._gc_start
 
     def _counted(self, name, real):
         def counted(*args, **kwargs):
@@ -280,6 +296,10 @@ def measure(trials: int, epochs: int, args, counters: Counters) -> dict:
         "snapshot_bytes_total": counters.snapshot_bytes_total,
         "actors": dict(counters.actors),
         "box_cpu_s": box,
+        "gc": {
+            "collections": counters.gc["collections"],
+            "cpu_s": [round(x, 2) for x in counters.gc["seconds"]],
+        },
     }
 
 
