@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
@@ -41,6 +42,7 @@ __all__ = [
     "Objectives",
     "as_objectives",
     "dominates",
+    "dominated_by",
     "nondominated",
     "pareto_mask",
     "nondominated_ranks",
@@ -87,6 +89,21 @@ def dominates(
     if not all(_at_least(a, b, m, g) for a, b, m, g in zip(d, t, modes, margins, strict=True)):
         return False
     return any(_at_least(a, b, m, 0.0) and a != b for a, b, m in zip(d, t, modes, strict=True))
+
+
+def dominated_by(
+    others: np.ndarray, mine: Sequence[float], modes: Sequence[str], margins: Sequence[float]
+) -> np.ndarray:
+    """Which rows of ``others`` (``[n, objectives]``) dominate ``mine`` by ``margins``: the
+    vectorised :func:`dominates` (NaN worse than any number), one judgement over a
+    whole study at once."""
+    signs = np.array([-1.0 if m == "max" else 1.0 for m in modes])
+    costs, target = others * signs, np.asarray(mine, dtype=float) * signs  # smaller is better
+    finite, worst = ~np.isnan(costs), np.isnan(target)
+    with np.errstate(invalid="ignore"):
+        at_least = finite & (worst | (costs <= target - np.asarray(margins, dtype=float)))
+        better = finite & (worst | (costs <= target)) & (costs != target)
+    return at_least.all(axis=1) & better.any(axis=1)
 
 
 def nondominated(points: Mapping[K, Mapping[str, float]], objectives: Objectives) -> list[K]:
@@ -150,11 +167,45 @@ def nondominated_ranks(columns: Mapping[str, Sequence[float]], objectives: Objec
     finite = np.logical_and.reduce([np.isfinite(c) for c in cols.values()])
     ranks = np.zeros(finite.shape, dtype=int)
     remaining, rank = np.flatnonzero(finite), 0
+    if len(objectives) == 2 and remaining.size:
+        costs = _costs({m: c[remaining] for m, c in cols.items()}, objectives)
+        ranks[remaining] = _ranks_2d(costs)
+        rank = int(ranks[remaining].max()) + 1
+        remaining = remaining[:0]
     while remaining.size:
         front = pareto_mask({m: c[remaining] for m, c in cols.items()}, objectives)
         ranks[remaining[front]] = rank
         remaining, rank = remaining[~front], rank + 1
     ranks[~finite] = rank
+    return ranks
+
+
+def _ranks_2d(costs: np.ndarray) -> np.ndarray:
+    """Non-dominated ranks of ``[n, 2]`` finite costs in O(n log n), the same as peeling fronts.
+
+    A point's front is the length of the longest dominance chain that ends at it. Walked in
+    lexicographic order, every earlier point not equal to it has a first cost no larger, so it is a
+    dominator exactly when its second cost is no larger too. ``lowest[r]``, the smallest second cost
+    seen on front ``r``, grows with ``r``, so a bisection finds how many fronts lie before a point.
+    Exact duplicates come together in that order and share their front.
+    """
+    order = np.lexsort(costs.T[::-1])
+    points = [tuple(p) for p in costs[order].tolist()]
+    ranks = np.empty(len(points), dtype=int)
+    lowest: list[float] = []
+    start = 0
+    while start < len(points):
+        end = start + 1
+        while end < len(points) and points[end] == points[start]:
+            end += 1
+        second = points[start][1]
+        rank = bisect.bisect_right(lowest, second)
+        ranks[order[start:end]] = rank
+        if rank == len(lowest):
+            lowest.append(second)
+        else:
+            lowest[rank] = second  # smaller: it was above ``second`` or bisect would have passed it
+        start = end
     return ranks
 
 

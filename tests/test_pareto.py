@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from albsnn import pareto
 from albsnn.metrics import STORAGE_BYTES, VAL_ACCURACY
 from albsnn.pareto import (
     ACCURACY_STORAGE,
@@ -191,3 +192,27 @@ def test_test_hypervolume_uses_the_front_it_is_given():
     assert selected_test_hypervolume(val, test, size, ref) == pytest.approx(0.5 * 90)
     both = selected_test_hypervolume(val, test, size, ref, front=[True, True])
     assert both == pytest.approx(0.5 * 90 + 0.3 * 80)
+
+
+def test_dominated_by_is_dominates_over_rows_nan_inf_ties_and_margins_included():
+    rng = np.random.default_rng(0)
+    pool = np.array([0.0, 0.5, 1.0, np.nan, np.inf, -np.inf])  # few values: many ties
+    modes = ["max", "min", "max"]
+    for _ in range(200):
+        others, mine = rng.choice(pool, size=(30, 3)), rng.choice(pool, size=3)
+        margins = rng.choice([0.0, 0.0, 0.5], size=3)
+        want = [dominates(row, mine, modes, margins) for row in others]
+        assert pareto.dominated_by(others, mine, modes, margins).tolist() == want
+
+
+def test_nondominated_ranks_of_two_objectives_are_the_peeled_fronts():
+    # The 2-objective path sorts; a third, constant objective changes no dominance and takes the
+    # general path that peels one front after another: both must give every point the same rank.
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 7, 60, 300):
+        a = rng.choice([0.1, 0.2, 0.3, 0.4, 0.5], size=n)  # few values: ties and exact duplicates
+        s = rng.integers(1, 6, size=n).astype(float)
+        objectives = {"a": "max", "s": "min"}
+        fast = pareto.nondominated_ranks({"a": a, "s": s}, objectives)
+        peeled = pareto.nondominated_ranks({"a": a, "s": s, "c": np.ones(n)}, {**objectives, "c": "min"})
+        assert fast.tolist() == peeled.tolist()

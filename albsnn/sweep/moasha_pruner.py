@@ -118,12 +118,7 @@ class MOASHAPruner(ObjectivesPruner):
         mine = self.values_at(trial, step)
         if mine is None:
             return np.empty((0, len(self.objectives)))
-        rows = [mine]
-        for other in study.get_trials(deepcopy=False):
-            theirs = self.values_at(other, step) if other.number != trial.number else None
-            if theirs is not None:
-                rows.append(theirs)
-        return np.array(rows, dtype=float)
+        return np.vstack([np.asarray(mine, dtype=float), self.peers_at(study, trial, step)])
 
     def better_than(self, values: np.ndarray) -> int:
         """How many rows of ``values`` rank strictly before row 0 (front first, then crowding)."""

@@ -26,12 +26,21 @@ Optuna trial (:func:`report_objectives`, key :func:`step_key`), written by
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 
-from albsnn.pareto import as_objectives, dominates
+import numpy as np
+
+from albsnn.pareto import as_objectives, dominated_by
 from albsnn.sweep._imports import require
 
-__all__ = ["ObjectivesPruner", "ParetoPruner", "objective_values", "report_objectives", "step_key"]
+__all__ = [
+    "ObjectivesPruner",
+    "ParetoPruner",
+    "objective_values",
+    "report_objectives",
+    "step_key",
+]
 
 _optuna_pruners = require("optuna.pruners")
 
@@ -70,6 +79,15 @@ class ObjectivesPruner(_optuna_pruners.BasePruner):
 
     def __init__(self, objectives: Mapping[str, str]):
         self.objectives = as_objectives(objectives)
+        self._seen = weakref.WeakKeyDictionary()  # storage -> {(study id, trial number, step): vector}
+
+    # Ray pickles the pruner with the scheduler into every experiment snapshot: not the cache.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_seen"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._seen = weakref.WeakKeyDictionary()
 
     @property
     def extra_metrics(self) -> list[str]:
@@ -79,6 +97,48 @@ class ObjectivesPruner(_optuna_pruners.BasePruner):
     def values_at(self, trial, step: int) -> tuple | None:
         """``trial``'s objective vector at ``step``; None when it has not reported all of them."""
         return objective_values(trial, list(self.objectives), step)
+
+    def peers_at(self, study, trial, step: int, states=None) -> np.ndarray:
+        """``[n, objectives]``: the vectors at ``step`` of the study's trials in ``states`` (None:
+        all) other than ``trial`` that reported every objective there.
+
+        A trial reports a step once, so its vector there never changes, and a finished trial that
+        did not report it never will: each trial is read once per step and remembered, since a
+        judgement late in a large sweep would otherwise read every earlier trial again.
+        """
+        key = (study._study_id, step, states)
+        peers = self._seen.setdefault(study._storage, {}).setdefault(key, _Peers(len(self.objectives)))
+        for other in study.get_trials(deepcopy=False, states=states):
+            if other.number in peers.settled:
+                continue
+            values = self.values_at(other, step)
+            if values is not None:
+                peers.add(other.number, values)
+            elif other.state.is_finished():
+                peers.settled.add(other.number)
+        return peers.without(trial.number)
+
+
+class _Peers:
+    """The vectors at one step of one study's trials, as rows, grown as trials report."""
+
+    def __init__(self, width: int):
+        self.settled: set[int] = set()  # trial numbers read for good (with or without a vector)
+        self._numbers: list[int] = []
+        self._rows: list[tuple] = []
+        self._array = np.empty((0, width))
+        self._index = np.empty(0, dtype=int)
+
+    def add(self, number: int, values: tuple) -> None:
+        self.settled.add(number)
+        self._numbers.append(number)
+        self._rows.append(values)
+
+    def without(self, number: int) -> np.ndarray:
+        if len(self._rows) != len(self._array):  # rows arrived since the last judgement
+            self._array = np.array(self._rows, dtype=float).reshape(len(self._rows), self._array.shape[1])
+            self._index = np.array(self._numbers, dtype=int)
+        return self._array[self._index != number]
 
 
 class ParetoPruner(ObjectivesPruner):
@@ -135,14 +195,8 @@ class ParetoPruner(ObjectivesPruner):
         if mine is None:
             return 0
         TrialState = require("optuna.trial").TrialState
-        count = 0
-        for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if other.number == trial.number:
-                continue
-            theirs = self.values_at(other, step)
-            if theirs is not None and dominates(theirs, mine, self._modes, self._margins):
-                count += 1
-        return count
+        others = self.peers_at(study, trial, step, states=(TrialState.COMPLETE,))
+        return int(dominated_by(others, mine, self._modes, self._margins).sum())
 
     def prune(self, study, trial) -> bool:
         step = trial.last_step
