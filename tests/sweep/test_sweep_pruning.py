@@ -213,3 +213,21 @@ def test_scheduler_survives_tuner_pickles_old_and_new(tmp_path):
     old = OptunaPrunerScheduler.__new__(OptunaPrunerScheduler)
     old.__setstate__(old_state)
     assert old.on_trial_result(None, _RayTrial("t"), {"epoch": 1, "val_accuracy": 0.5}) == old.CONTINUE
+
+
+def test_a_pareto_pruner_judges_trials_finished_after_its_last_judgement_and_pickles_without_them():
+    # It remembers the vectors it has read; a trial that finished since must still count, and the
+    # copy Ray pickles into its snapshots carries no remembered vectors but judges the same.
+    import pickle
+
+    pruner = ParetoPruner(OBJECTIVES, min_dominators=2)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    _finished(study, {1: (0.9, 100.0)})
+    weak = {1: (0.5, 200.0)}
+    assert not _running(study, weak).should_prune()  # one dominator of two
+    _finished(study, {1: (0.8, 150.0)})
+    assert _running(study, weak).should_prune()  # the second, finished after the first judgement
+    copy = pickle.loads(pickle.dumps(pruner))
+    assert not copy._seen
+    study.pruner = copy
+    assert _running(study, weak).should_prune()
