@@ -168,14 +168,13 @@ def nondominated_ranks(columns: Mapping[str, Sequence[float]], objectives: Objec
     ranks = np.zeros(finite.shape, dtype=int)
     remaining, rank = np.flatnonzero(finite), 0
     if len(objectives) == 2 and remaining.size:
-        costs = _costs({m: c[remaining] for m, c in cols.items()}, objectives)
-        ranks[remaining] = _ranks_2d(costs)
+        ranks[remaining] = _ranks_2d(_costs({m: c[remaining] for m, c in cols.items()}, objectives))
         rank = int(ranks[remaining].max()) + 1
-        remaining = remaining[:0]
-    while remaining.size:
-        front = pareto_mask({m: c[remaining] for m, c in cols.items()}, objectives)
-        ranks[remaining[front]] = rank
-        remaining, rank = remaining[~front], rank + 1
+    else:
+        while remaining.size:
+            front = pareto_mask({m: c[remaining] for m, c in cols.items()}, objectives)
+            ranks[remaining[front]] = rank
+            remaining, rank = remaining[~front], rank + 1
     ranks[~finite] = rank
     return ranks
 
@@ -190,7 +189,7 @@ def _ranks_2d(costs: np.ndarray) -> np.ndarray:
     Exact duplicates come together in that order and share their front.
     """
     order = np.lexsort(costs.T[::-1])
-    points = [tuple(p) for p in costs[order].tolist()]
+    points = costs[order].tolist()
     ranks = np.empty(len(points), dtype=int)
     lowest: list[float] = []
     start = 0

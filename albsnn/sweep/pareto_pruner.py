@@ -34,13 +34,7 @@ import numpy as np
 from albsnn.pareto import as_objectives, dominated_by
 from albsnn.sweep._imports import require
 
-__all__ = [
-    "ObjectivesPruner",
-    "ParetoPruner",
-    "objective_values",
-    "report_objectives",
-    "step_key",
-]
+__all__ = ["ObjectivesPruner", "ParetoPruner", "objective_values", "report_objectives", "step_key"]
 
 _optuna_pruners = require("optuna.pruners")
 
