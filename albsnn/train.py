@@ -89,7 +89,7 @@ from albsnn.storage import fp32_bytes, storage_bytes
 
 __all__ = ["TrainConfig", "Callback", "Trainer", "fit", "get_lr", "CONFIG_GROUPS", "OPTIMIZERS", "SCHEDULES"]
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.albsnn"
@@ -221,7 +221,7 @@ class TrainConfig:
     epochs: int = _param("training", 8, range="[1, inf)")
     # None: DEFAULT_BATCH_SIZE of the device
     batch_size: int | None = _param("training", None, range="[1, inf)")
-    optimizer: str = _param("training", "adam", choices=OPTIMIZERS)  # adam | sgd
+    optimizer: str = _param("training", "adam", choices=OPTIMIZERS)  # adam | adamw | sgd
     lr: float = _param("training", 2e-3, range="(0, inf)")
     momentum: float = _param("training", 0.9, range="[0, 1)")  # sgd only
     weight_decay: float = _param("training", 0.0, range="[0, inf)")
@@ -537,6 +537,8 @@ class Trainer:
         fused = {"fused": True} if self.device.type == "cuda" else {}
         if c.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, **fused)
+        if c.optimizer == "adamw":  # weight decay decoupled from Adam's gradient scaling
+            return torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay, **fused)
         return torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay, **fused)
 
     def _batches(self, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, batch: int) -> list:

@@ -337,3 +337,20 @@ def test_every_seed_is_scored_on_the_same_test_subset():
 
     a, b = (load_dataset("digits", limit_test=100, seed=s) for s in (0, 1))
     assert torch.equal(a.test_x, b.test_x) and torch.equal(a.test_y, b.test_y)
+
+
+def test_adamw_decays_weights_decoupled_from_the_gradient_scale(tmp_path):
+    # With zero gradients Adam's coupled L2 moves each weight by about lr (normalized); AdamW shrinks it
+    # by the factor (1 - lr * weight_decay), which is what "decoupled" promises a user.
+    from albsnn.train import Trainer
+
+    trainer = Trainer(_quick(tmp_path, "aw", optimizer="adamw", weight_decay=0.1, lr=0.01))
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    before = [p.detach().clone() for g in trainer.optimizer.param_groups for p in g["params"]]
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    trainer.optimizer.step()
+    after = [p.detach() for g in trainer.optimizer.param_groups for p in g["params"]]
+    for b, a in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b * (1 - 0.01 * 0.1))
