@@ -11,6 +11,7 @@ study ended them (:func:`lost_trials`); MLflow runs of trials nobody knows are f
 from __future__ import annotations
 
 from albsnn.sweep._imports import require
+from albsnn.sweep.actor_pool import warm_actor_pool
 from albsnn.sweep.dashboard import RAY_TRIAL_ID
 from albsnn.sweep.experiment import ray_trials
 from albsnn.sweep.pipeline import Pipeline
@@ -24,7 +25,7 @@ __all__ = ["fit_search", "close_orphans", "lost_trials", "lost_configs"]
 
 def fit_search(tuner, pipe: Pipeline, record: SweepRecord, uri: str, log) -> tuple[SweepResult, set[str]]:
     """Fit ``tuner`` (the search) and settle its trials; returns the result and the search's trial ids."""
-    with cached_trainables():
+    with cached_trainables(), warm_actor_pool(pipe.max_concurrent):
         grid = tuner.fit()
     trials = ray_trials(pipe.experiment_path(record.folder.name))
     interrupted = any(status not in ("TERMINATED", "ERROR") for status in trials.values())
