@@ -56,6 +56,12 @@ def _pool_controller(size: int):
             if force_all:
                 yield from super().flush_cached_objects(force_all=True)
 
+        def discard(self, obj) -> None:
+            for objs in self._cached_objects.values():
+                if obj in objs:
+                    objs.remove(obj)
+                    self._num_cached_objects -= 1
+
     class PoolController(TuneController):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -112,8 +118,12 @@ def _pool_controller(size: int):
                 super()._remove_actor(tracked_actor)
 
         def _actor_failed(self, tracked_actor, exception):
-            if self._spares.pop(tracked_actor, None) is None:
+            if tracked_actor in self._actor_to_trial:
                 return super()._actor_failed(tracked_actor, exception)
+            # a spare, or an idle worker in the pool (Tune itself expects every failed actor to
+            # have a trial): forget it; the next trial that finds the pool short asks for another
+            self._spares.pop(tracked_actor, None)
+            self._actor_cache.discard(tracked_actor)
             self._actor_manager.clear_actor_task_futures(tracked_actor)  # as Tune cleans up a failed one
             tracked_actor.set_on_stop(None)
             tracked_actor.set_on_error(None)
