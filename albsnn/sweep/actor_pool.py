@@ -48,8 +48,8 @@ def warm_actor_pool(size: int | None) -> Iterator[None]:
 
         controller = _pool_controller(size) if size else None
     except (ImportError, AttributeError):
-        size = None
-    if not size:
+        controller = None
+    if controller is None:
         yield
         return
     real, tune_module.TuneController = tune_module.TuneController, controller
